@@ -1,0 +1,1 @@
+"""queue-service: a durable PostgreSQL job queue."""

@@ -1,0 +1,255 @@
+"""The ``queue-service`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC
+from typing import Annotated, Any, TypeVar
+from uuid import UUID
+
+import orjson
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from queue_service.errors import QueueServiceError
+from queue_service.runtime.manager import EnqueueRequest
+from queue_service.runtime.service import (
+    Runtime,
+    install_signal_handlers,
+    open_runtime,
+    run_until_stopped,
+)
+from queue_service.settings import Settings, load_settings
+from queue_service.store.migrate import apply_migrations
+
+app = typer.Typer(help="queue-service: a durable PostgreSQL job queue.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+dlq_app = typer.Typer(help="Dead-letter queue: list, replay, delete.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            name = ".".join(str(p) for p in e["loc"]).upper()
+            err.print(f"[red]configuration error[/red]: {name}: {e['msg']}")
+        raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _database(settings: Settings, *, migrate: bool | None = None) -> Iterator[str]:
+    from queue_service.store.embedded import database_conninfo
+
+    with database_conninfo(settings) as conninfo:
+        if migrate if migrate is not None else settings.queue_service_auto_migrate:
+            applied = apply_migrations(conninfo)
+            if applied:
+                err.print(f"applied migrations: {', '.join(applied)}")
+        yield conninfo
+
+
+def _configure_logging(settings: Settings, *, quiet: bool = False) -> None:
+    from queue_service.observability.logging import configure_logging
+
+    level = "warning" if quiet else settings.queue_service_log_level
+    configure_logging(level, json=not sys.stderr.isatty(), stream=sys.stderr)
+
+
+def _run(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True) -> T:
+    """Open the database and run ``fn``; errors become one clear line."""
+    settings = _settings()
+    _configure_logging(settings, quiet=quiet)
+
+    async def main(conninfo: str) -> T:
+        async with open_runtime(settings, conninfo, pool_size=4) as runtime:
+            return await fn(runtime)
+
+    try:
+        with _database(settings) as conninfo:
+            return asyncio.run(main(conninfo))
+    except QueueServiceError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _serve(queues: list[str] | None, leader: bool) -> None:
+    settings = _settings()
+    _configure_logging(settings)
+
+    async def main(conninfo: str) -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        async with open_runtime(settings, conninfo) as runtime:
+            if queues:
+                for name in queues:
+                    runtime.registry.queue(name)
+            await run_until_stopped(runtime, stop, queues=queues, leader=leader)
+
+    try:
+        with _database(settings) as conninfo:
+            asyncio.run(main(conninfo))
+    except QueueServiceError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def serve() -> None:
+    """Run workers for every queue and the leader duties (the default way to run)."""
+    _serve(None, leader=True)
+
+
+@app.command()
+def worker(
+    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: all)")] = None,
+) -> None:
+    """Run workers only (no leader duties)."""
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    _serve(names, leader=False)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending schema migrations and exit."""
+    settings = _settings()
+    with _database(settings, migrate=False) as conninfo:
+        applied = apply_migrations(conninfo)
+    out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
+
+
+@app.command()
+def enqueue(
+    job_type: Annotated[str, typer.Argument(help="Job type, e.g. email.send")],
+    data: Annotated[str, typer.Option(help="Payload as JSON")] = "{}",
+    tenant: Annotated[str, typer.Option(help="Tenant id")] = ...,  # type: ignore[assignment]
+    priority: Annotated[int | None, typer.Option(help="1 (first) .. 10")] = None,
+    delay_ms: Annotated[int | None, typer.Option(help="Run after this many ms")] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Enqueue one job and print it as JSON."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        err.print(f"[red]error[/red]: --data is not valid JSON: {exc}")
+        raise typer.Exit(2) from None
+    if not isinstance(payload, dict):
+        err.print("[red]error[/red]: --data must be a JSON object")
+        raise typer.Exit(2)
+
+    async def go(rt: Runtime) -> dict[str, Any]:
+        done = await rt.manager.enqueue(EnqueueRequest(
+            type=job_type, data=payload, tenant_id=tenant, priority=priority,
+            delay_ms=delay_ms, idempotency_key=idempotency_key, created_by="cli"))
+        job = await rt.manager.get(done.job_id)
+        return {"created": done.created, "job": job.to_dict()}
+
+    out.print_json(orjson.dumps(_run(go)).decode())
+
+
+@app.command()
+def status(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Queues with their true counts, pauses and live workers."""
+
+    async def go(rt: Runtime) -> dict[str, Any]:
+        counts = await rt.store.queue_counts(tenant)
+        pauses = await rt.store.paused_queues()
+        workers = await rt.store.list_workers()
+        names = sorted({q.name for q in rt.registry.queues} | set(counts))
+        return {
+            "queues": [{
+                "name": n,
+                "paused_for": [t for q, t, _, _ in pauses if q == n],
+                "counts": counts[n].counts() if n in counts else dict.fromkeys(
+                    ("waiting", "delayed", "active", "completed", "failed", "cancelled"), 0),
+                "oldest_waiting_age_seconds": counts[n].oldest_waiting_age_seconds
+                if n in counts else None,
+            } for n in names],
+            "workers": [{"id": w.id, "queues": w.queues,
+                         "heartbeat_at": w.heartbeat_at.isoformat()} for w in workers],
+        }
+
+    report = _run(go)
+    if as_json:
+        out.print_json(orjson.dumps(report).decode())
+        return
+    table = Table(title="queues")
+    for col in ("queue", "paused", "waiting", "delayed", "active", "completed", "failed",
+                "cancelled", "oldest waiting"):
+        table.add_column(col, justify="left" if col in ("queue", "paused") else "right")
+    for q in report["queues"]:
+        c = q["counts"]
+        age = q["oldest_waiting_age_seconds"]
+        table.add_row(q["name"], ",".join(q["paused_for"]) or "-",
+                      *(str(c[k]) for k in ("waiting", "delayed", "active", "completed",
+                                            "failed", "cancelled")),
+                      f"{age:.1f} s" if age is not None else "-")
+    out.print(table)
+    out.print(f"{len(report['workers'])} live worker(s): "
+              + (", ".join(w["id"] for w in report["workers"]) or "none"))
+
+
+@dlq_app.command("list")
+def dlq_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+    queue: Annotated[str | None, typer.Option()] = None,
+    job_type: Annotated[str | None, typer.Option("--type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+) -> None:
+    """List dead letters, newest first."""
+
+    async def go(rt: Runtime) -> list[Any]:
+        return await rt.store.list_dead_letters(tenant, limit, queue=queue, job_type=job_type)
+
+    table = Table(title="dead letters")
+    for col in ("id", "tenant", "type", "attempts", "failed at", "replayed as", "error"):
+        table.add_column(col)
+    for d in _run(go):
+        table.add_row(str(d.id), d.tenant_id, d.type, str(d.attempts),
+                      d.failed_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                      str(d.replayed_job_id or "-"), (d.error or "")[:80])
+    out.print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(dlq_id: UUID) -> None:
+    """Replay a dead letter as a new job (once)."""
+
+    async def go(rt: Runtime) -> UUID:
+        return await rt.manager.replay_dead_letter(dlq_id, None, "cli")
+
+    out.print(f"replayed as job {_run(go)}")
+
+
+@dlq_app.command("delete")
+def dlq_delete(dlq_id: UUID) -> None:
+    """Delete a dead letter."""
+
+    async def go(rt: Runtime) -> bool:
+        return await rt.store.delete_dead_letter(dlq_id)
+
+    if not _run(go):
+        err.print(f"[red]error[/red]: no dead letter {dlq_id}")
+        raise typer.Exit(1)
+    out.print(f"deleted {dlq_id}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
+

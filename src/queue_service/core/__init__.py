@@ -1,0 +1,1 @@
+"""Pure logic, no I/O: job model, retry policies, idempotency keys, ids."""

@@ -1,0 +1,133 @@
+"""The job model: statuses, priorities, and the record a store returns."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+
+class Priority(enum.IntEnum):
+    """Lower runs first (SPEC §2)."""
+
+    CRITICAL = 1
+    HIGH = 3
+    NORMAL = 5
+    LOW = 7
+    BACKGROUND = 10
+
+
+class JobStatus(enum.StrEnum):
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+LIVE_STATUSES = frozenset({JobStatus.WAITING, JobStatus.DELAYED, JobStatus.ACTIVE})
+FINISHED_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as a caller sees it, live or finished."""
+
+    id: UUID
+    tenant_id: str
+    queue: str
+    type: str
+    status: JobStatus
+    priority: int
+    data: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    idempotency_key: str | None
+    created_by: str | None
+    created_at: datetime
+    run_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_error: str | None = None
+    result: Any = None
+    request_id: str | None = None
+    replay_of: UUID | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The SPEC §6 shape (plus request_id)."""
+        return {
+            "id": str(self.id),
+            "tenant_id": self.tenant_id,
+            "queue": self.queue,
+            "type": self.type,
+            "status": self.status.value,
+            "priority": self.priority,
+            "data": self.data,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "idempotency_key": self.idempotency_key,
+            "created_by": self.created_by,
+            "created_at": self.created_at.isoformat(),
+            "run_at": self.run_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "last_error": self.last_error,
+            "result": self.result,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """What an enqueue asks for, already validated against the job type."""
+
+    tenant_id: str
+    queue: str
+    type: str
+    data: dict[str, Any]
+    priority: int
+    max_attempts: int
+    max_stalled: int
+    lease_seconds: int
+    idempotency_key: str | None = None
+    idempotency_ttl_seconds: int = 86_400
+    delay_seconds: float = 0.0
+    run_at: datetime | None = None
+    created_by: str | None = None
+    request_id: str | None = None
+    trace_context: dict[str, str] | None = None
+    replay_of: UUID | None = None
+    job_id: UUID | None = None  # chosen by the caller when it must know it first
+    payload_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "payload_hash", payload_hash(self.type, self.data))
+
+
+def payload_hash(job_type: str, data: dict[str, Any]) -> str:
+    """A stable digest of what an idempotency key promises: type and data."""
+    body = orjson.dumps([job_type, data], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a worker holds: the lease token fences every write it makes."""
+
+    id: UUID
+    tenant_id: str
+    queue: str
+    type: str
+    data: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    lease_token: int
+    lease_seconds: int
+    request_id: str | None
+    trace_context: dict[str, str] | None
+    started_at: datetime

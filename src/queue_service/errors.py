@@ -1,0 +1,68 @@
+"""The error tree: how a processor says what kind of failure it met."""
+
+from __future__ import annotations
+
+
+class QueueServiceError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class JobError(QueueServiceError):
+    """Raised by a processor to end an attempt with a failure."""
+
+    retryable: bool = True
+
+
+class RetryableError(JobError):
+    """A transient failure (timeout, 5xx, rate limit): try again after backoff.
+
+    ``delay_seconds`` overrides the job type's backoff for this one retry,
+    e.g. from a Retry-After header.
+    """
+
+    def __init__(self, message: str, *, delay_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.delay_seconds = delay_seconds
+
+
+class PermanentError(JobError):
+    """A failure no retry can fix: the job goes straight to the DLQ.
+
+    ``reason`` names the class (SPEC §3): authentication, forbidden,
+    not_found, invalid_request, validation, card_declined, ...
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, reason: str = "permanent") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class EnqueueError(QueueServiceError):
+    """An enqueue was refused; nothing was written."""
+
+
+class UnknownJobTypeError(EnqueueError):
+    """No processor is registered for the job type."""
+
+
+class InvalidPayloadError(EnqueueError):
+    """The job's data does not match its type's payload model."""
+
+
+class IdempotencyConflictError(EnqueueError):
+    """The idempotency key is in use for a different payload."""
+
+    def __init__(self, key: str, existing_job_id: str) -> None:
+        super().__init__(f"idempotency key {key!r} was used for a different payload")
+        self.key = key
+        self.existing_job_id = existing_job_id
+
+
+class JobNotFoundError(QueueServiceError):
+    """No job (or DLQ entry) with that id is visible to the caller."""
+
+
+class InvalidStateError(QueueServiceError):
+    """The job is not in a state that allows the operation."""

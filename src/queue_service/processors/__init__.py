@@ -1,0 +1,1 @@
+"""Job processors: the registry, its loading, and the built-in job types."""

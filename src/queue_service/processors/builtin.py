@@ -1,0 +1,87 @@
+"""Built-in job types: the maintenance the leader schedules, and the no-op
+the benchmark runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from queue_service.core.catalog import (
+    DEFAULT_RETENTION_DAYS,
+    EVENTS_GRACE_DAYS,
+    RETENTION_RULES,
+    QueueConfig,
+)
+from queue_service.core.jobs import Priority
+from queue_service.processors.base import EmptyPayload, Payload, Processor, processor
+from queue_service.processors.deps import MaintenancePort, ProcessorDeps
+from queue_service.runtime.context import JobContext
+
+BENCH_QUEUE = QueueConfig("bench", concurrency=10)
+# Bounded work per run, so one run never outlives its timeout; the next
+# period continues where this one stopped.
+MAX_BATCHES_PER_RUN = 200
+BATCH = 1000
+
+
+class NoopPayload(Payload):
+    i: int | None = None
+    ts: float | None = None
+
+
+@processor("bench.noop", payload=NoopPayload, queue="bench", priority=Priority.NORMAL)
+async def noop(ctx: JobContext, payload: NoopPayload) -> None:
+    """Does nothing: what the benchmark measures is the engine around it."""
+
+
+async def _drain(purge: Any) -> int:
+    total = 0
+    for _ in range(MAX_BATCHES_PER_RUN):
+        n = int(await purge())
+        total += n
+        if n < BATCH:
+            break
+    return total
+
+
+def _cleanup(maintenance: MaintenancePort, dlq_days: int) -> Processor[EmptyPayload]:
+    @processor("cleanup.run", payload=EmptyPayload, queue="background",
+               priority=Priority.BACKGROUND, timeout_seconds=600, lease_seconds=60)
+    async def cleanup(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
+        """Retention (SPEC §8): archive or delete finished jobs past their window."""
+        report: dict[str, int] = {}
+        ruled: list[str] = []
+        for rule in RETENTION_RULES:
+            prefixes = list(rule.prefixes)
+            ruled += prefixes
+            report["+".join(prefixes)] = await _drain(lambda p=prefixes, r=rule: (
+                maintenance.purge_finished(r.days, p, [], r.archive, BATCH)))
+        report["other"] = await _drain(lambda: maintenance.purge_finished(
+            DEFAULT_RETENTION_DAYS, [], ruled, False, BATCH))
+        report["dead_letters"] = await _drain(
+            lambda: maintenance.purge_dead_letters(dlq_days, BATCH))
+        report["events"] = await _drain(
+            lambda: maintenance.purge_events(EVENTS_GRACE_DAYS, BATCH))
+        return report
+
+    return cleanup
+
+
+def _maintenance(maintenance: MaintenancePort) -> Processor[EmptyPayload]:
+    @processor("maintenance.run", payload=EmptyPayload, queue="background",
+               priority=Priority.BACKGROUND, timeout_seconds=600, lease_seconds=60)
+    async def run_maintenance(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
+        """Expire idempotency keys past their TTL."""
+        keys = await _drain(lambda: maintenance.purge_expired_keys(BATCH))
+        return {"idempotency_keys": keys}
+
+    return run_maintenance
+
+
+def builtin_processors(deps: ProcessorDeps) -> list[object]:
+    """The entry point ``queue_service.processors: builtin``."""
+    return [
+        BENCH_QUEUE,
+        noop,
+        _cleanup(deps.maintenance, deps.settings.queue_service_dlq_retention_days),
+        _maintenance(deps.maintenance),
+    ]

@@ -1,0 +1,146 @@
+"""The processor registry and how it is filled.
+
+Processors come from the entry-point group ``queue_service.processors`` and
+from ``QUEUE_SERVICE_PROCESSORS`` (``module:attribute`` paths), so a team
+adds job types without forking. An entry is a Processor, a QueueConfig, an
+iterable of them, or a callable taking ProcessorDeps and returning one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from typing import Any
+
+from queue_service.core.catalog import SPEC_QUEUES, QueueConfig
+from queue_service.errors import QueueServiceError, UnknownJobTypeError
+from queue_service.processors.base import Processor
+from queue_service.processors.deps import ProcessorDeps
+
+ENTRY_POINT_GROUP = "queue_service.processors"
+
+
+class RegistryError(QueueServiceError):
+    """The processors on offer do not fit together (raised at start-up)."""
+
+
+class UnknownQueueError(QueueServiceError):
+    """No queue of that name is configured."""
+
+
+class Registry:
+    """Job types and queues known to this process."""
+
+    def __init__(self, queues: Iterable[QueueConfig] = SPEC_QUEUES) -> None:
+        self._queues: dict[str, QueueConfig] = {}
+        self._processors: dict[str, Processor[Any]] = {}
+        self._sources: dict[str, str] = {}
+        for queue in queues:
+            self.add_queue(queue)
+
+    def add_queue(self, queue: QueueConfig) -> None:
+        # A later definition of a queue (a plugin tuning it) replaces the earlier.
+        self._queues[queue.name] = queue
+
+    def add(self, proc: Processor[Any], source: str = "code") -> None:
+        if proc.job_type in self._processors:
+            raise RegistryError(
+                f"job type {proc.job_type!r} is defined twice: by {self._sources[proc.job_type]}"
+                f" and by {source}"
+            )
+        if proc.options.queue not in self._queues:
+            raise RegistryError(
+                f"job type {proc.job_type!r} ({source}) names queue {proc.options.queue!r},"
+                f" which is not configured{_suggest(proc.options.queue, self._queues)}"
+            )
+        self._processors[proc.job_type] = proc
+        self._sources[proc.job_type] = source
+
+    def add_entry(self, entry: object, deps: ProcessorDeps, source: str) -> None:
+        """Add whatever an entry point or a ``module:attribute`` path named."""
+        if isinstance(entry, Processor):
+            self.add(entry, source)
+        elif isinstance(entry, QueueConfig):
+            self.add_queue(entry)
+        elif callable(entry):
+            self.add_entry(entry(deps), deps, source)
+        elif isinstance(entry, Iterable) and not isinstance(entry, str | bytes):
+            items = list(entry)
+            # Queues first, so processors in the same entry may use them.
+            for item in sorted(items, key=lambda i: not isinstance(i, QueueConfig)):
+                self.add_entry(item, deps, source)
+        else:
+            raise RegistryError(
+                f"{source} is a {type(entry).__name__}; expected a Processor, a QueueConfig,"
+                " an iterable of them, or a callable returning one"
+            )
+
+    def processor(self, job_type: str) -> Processor[Any]:
+        try:
+            return self._processors[job_type]
+        except KeyError:
+            raise UnknownJobTypeError(
+                f"unknown job type {job_type!r}{_suggest(job_type, self._processors)}"
+            ) from None
+
+    def queue(self, name: str) -> QueueConfig:
+        try:
+            return self._queues[name]
+        except KeyError:
+            raise UnknownQueueError(
+                f"unknown queue {name!r}{_suggest(name, self._queues)}"
+            ) from None
+
+    @property
+    def job_types(self) -> list[str]:
+        return sorted(self._processors)
+
+    @property
+    def queues(self) -> list[QueueConfig]:
+        return [self._queues[name] for name in sorted(self._queues)]
+
+    def types_in_queue(self, queue: str) -> list[str]:
+        return sorted(t for t, p in self._processors.items() if p.options.queue == queue)
+
+
+def _suggest(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def import_path(path: str) -> object:
+    """Resolve ``package.module:attribute``."""
+    module_name, _, attribute = path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RegistryError(f"cannot import {module_name!r} (from {path!r}): {exc}") from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise RegistryError(f"module {module_name!r} has no attribute {attribute!r}") from None
+
+
+def load_registry(
+    deps: ProcessorDeps,
+    *,
+    paths: Iterable[str] = (),
+    extra: Iterable[object] = (),
+    use_entry_points: bool = True,
+    queue_overrides: Callable[[QueueConfig], QueueConfig] | None = None,
+) -> Registry:
+    """Build the registry from entry points, then paths, then ``extra``."""
+    registry = Registry()
+    if use_entry_points:
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            registry.add_entry(ep.load(), deps, f"entry point {ep.name!r} ({ep.value})")
+    for path in paths:
+        registry.add_entry(import_path(path), deps, f"QUEUE_SERVICE_PROCESSORS {path!r}")
+    for item in extra:
+        registry.add_entry(item, deps, "code")
+    if queue_overrides is not None:
+        for queue in registry.queues:
+            registry.add_queue(queue_overrides(queue))
+    return registry

@@ -1,0 +1,128 @@
+"""Run one attempt: parse the payload, call the handler under its timeout,
+and turn whatever happened into an Outcome. Nothing here writes to the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import structlog
+from pydantic import BaseModel, ValidationError
+
+from queue_service.core.jobs import ClaimedJob
+from queue_service.core.outcome import (
+    Cancelled,
+    Completed,
+    CompletedInTransaction,
+    Failed,
+    LeaseLost,
+    Outcome,
+    Released,
+    Retry,
+)
+from queue_service.core.retry import JitterSource
+from queue_service.errors import PermanentError, RetryableError
+from queue_service.processors.base import Processor
+from queue_service.runtime.context import JobContext, LeaseLostError
+from queue_service.runtime.manager import JobManager, format_validation_error
+
+log = structlog.get_logger("queue_service.executor")
+
+StopReason = Literal["cancelled", "lease_lost", "shutdown"]
+MAX_ERROR_CHARS = 4000
+
+
+@dataclass(slots=True)
+class Attempt:
+    """A claimed job while this worker holds it."""
+
+    job: ClaimedJob
+    task: asyncio.Task[Outcome] | None = None
+    stop_reason: StopReason | None = None
+    cancel_detail: str = "cancelled on request"
+
+    def stop(self, reason: StopReason) -> None:
+        """Interrupt the running handler; the first reason given wins."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+
+class Executor:
+    def __init__(
+        self, manager: JobManager, worker_id: str, jitter: JitterSource = random.random
+    ) -> None:
+        self.manager = manager
+        self.worker_id = worker_id
+        self.jitter = jitter
+
+    async def execute(self, attempt: Attempt) -> Outcome:
+        job = attempt.job
+        proc = self.manager.registry.processor(job.type)
+        try:
+            payload = proc.parse(job.data)
+        except ValidationError as exc:
+            return Failed(f"invalid payload: {format_validation_error(exc)}")
+        ctx = JobContext(job, self.worker_id, self.manager)
+        try:
+            async with asyncio.timeout(proc.options.timeout_seconds):
+                result = await proc.handler(ctx, payload)
+        except asyncio.CancelledError:
+            if attempt.stop_reason is None:
+                raise  # not ours: let the cancellation through
+            return self._stopped(attempt)
+        except TimeoutError:
+            return self._failure(job, proc, f"timed out after {proc.options.timeout_seconds:g} s")
+        except LeaseLostError:
+            return LeaseLost()
+        except PermanentError as exc:
+            return Failed(_describe(exc, f"permanent ({exc.reason})"))
+        except RetryableError as exc:
+            return self._failure(job, proc, _describe(exc), exc.delay_seconds)
+        except Exception as exc:  # a handler bug must not kill the worker
+            log.exception("handler raised", job_id=str(job.id), job_type=job.type)
+            return self._failure(job, proc, _describe(exc))
+        if ctx.completed_in_transaction:
+            return CompletedInTransaction()
+        return _completed(result)
+
+    def _failure(
+        self, job: ClaimedJob, proc: Processor[Any], error: str, delay: float | None = None
+    ) -> Outcome:
+        if job.attempt >= job.max_attempts:
+            return Failed(f"{error} (attempt {job.attempt} of {job.max_attempts})")
+        if delay is None:
+            delay = proc.options.retry.delay(job.attempt, self.jitter)
+        return Retry(delay_seconds=max(0.0, delay), error=error)
+
+    @staticmethod
+    def _stopped(attempt: Attempt) -> Outcome:
+        if attempt.stop_reason == "cancelled":
+            return Cancelled(attempt.cancel_detail)
+        if attempt.stop_reason == "lease_lost":
+            return LeaseLost()
+        return Released()
+
+
+def _describe(exc: BaseException, kind: str | None = None) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if kind:
+        text = f"{kind}: {text}"
+    return text[:MAX_ERROR_CHARS]
+
+
+def _completed(result: Any) -> Outcome:
+    if isinstance(result, BaseModel):
+        result = result.model_dump(mode="json")
+    try:
+        orjson.dumps(result)
+    except TypeError as exc:
+        # The work is done; running it again to get a storable result could
+        # repeat a side effect, so this is a permanent failure, loudly.
+        return Failed(f"handler returned a result that is not JSON: {exc}")
+    return Completed(result)

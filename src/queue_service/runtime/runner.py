@@ -1,0 +1,170 @@
+"""One queue inside a worker process: claim within limits, run, hand off.
+
+The runner claims as many jobs as its free slots allow (queue concurrency
+plus prefetch, and each job type's own cap), starts handlers as running
+slots free up, and hands every finished attempt to ``settle``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from uuid import UUID
+
+import structlog
+
+from queue_service.core.catalog import QueueConfig
+from queue_service.core.jobs import ClaimedJob
+from queue_service.core.outcome import Outcome
+from queue_service.processors.registry import Registry
+from queue_service.runtime.backoff import Backoff, is_transient
+from queue_service.runtime.executor import Attempt, Executor
+from queue_service.store import Store
+
+log = structlog.get_logger("queue_service.runner")
+
+Settle = Callable[[ClaimedJob, Outcome], Awaitable[None]]
+
+
+class QueueRunner:
+    def __init__(
+        self,
+        queue: QueueConfig,
+        registry: Registry,
+        store: Store,
+        executor: Executor,
+        settle: Settle,
+        worker_id: str,
+        poll_interval: float,
+    ) -> None:
+        self.queue = queue
+        self._store = store
+        self._executor = executor
+        self._settle = settle
+        self._worker_id = worker_id
+        self._poll_interval = poll_interval
+        self._types = registry.types_in_queue(queue.name)
+        self._caps = {
+            t: c for t in self._types
+            if (c := registry.processor(t).options.concurrency) is not None
+        }
+        # Every attempt this runner holds a lease for, until it is settled.
+        self.held: dict[UUID, Attempt] = {}
+        self._buffer: deque[Attempt] = deque()
+        self._running = 0
+        self._owned_by_type: Counter[str] = Counter()  # buffered + running
+        self._wake = asyncio.Event()
+        self._maybe_more = True
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def notify(self) -> None:
+        """New work may exist (a notification, a poll, a resume)."""
+        self._maybe_more = True
+        self._wake.set()
+
+    def stop_claiming(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    async def run(self) -> None:
+        backoff = Backoff()
+        while not self._stopping:
+            self._wake.clear()
+            limit, types = self._claim_plan()
+            if limit > 0 and types and self._maybe_more:
+                try:
+                    claimed = await self._store.claim(
+                        self.queue.name, types, limit, self._worker_id
+                    )
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    await backoff.wait(log, f"claiming from {self.queue.name}", exc)
+                    continue
+                backoff.reset()
+                self._maybe_more = len(claimed) == limit
+                for job in claimed:
+                    self._hold(job)
+                self._start_ready()
+                if self._maybe_more and not self._stopping:
+                    continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            except TimeoutError:
+                self._maybe_more = True  # the poll: notifications are only hints
+
+    def _claim_plan(self) -> tuple[int, list[str]]:
+        """How many jobs to claim now, and of which types."""
+        owned = self._running + len(self._buffer)
+        limit = self.queue.concurrency + self.queue.prefetch - owned
+        types = []
+        for job_type in self._types:
+            cap = self._caps.get(job_type)
+            if cap is None:
+                types.append(job_type)
+                continue
+            free = cap - self._owned_by_type[job_type]
+            if free > 0:
+                types.append(job_type)
+                # Never claim more of a capped type than it has room for.
+                limit = min(limit, free)
+        return limit, types
+
+    def _hold(self, job: ClaimedJob) -> None:
+        attempt = Attempt(job)
+        self.held[job.id] = attempt
+        self._buffer.append(attempt)
+        self._owned_by_type[job.type] += 1
+
+    def _start_ready(self) -> None:
+        while self._buffer and self._running < self.queue.concurrency:
+            attempt = self._buffer.popleft()
+            self._running += 1
+            attempt.task = asyncio.create_task(self._executor.execute(attempt))
+            runner = asyncio.create_task(self._finish(attempt))
+            self._tasks.add(runner)
+            runner.add_done_callback(self._tasks.discard)
+
+    async def _finish(self, attempt: Attempt) -> None:
+        assert attempt.task is not None
+        try:
+            outcome = await attempt.task
+        finally:
+            self._running -= 1
+            self._owned_by_type[attempt.job.type] -= 1
+            self._start_ready()
+            self._wake.set()
+        try:
+            await self._settle(attempt.job, outcome)
+        finally:
+            self.held.pop(attempt.job.id, None)
+
+    def take_buffered(self) -> list[Attempt]:
+        """Remove claimed jobs that have not started (to release them)."""
+        taken = list(self._buffer)
+        self._buffer.clear()
+        for attempt in taken:
+            self._owned_by_type[attempt.job.type] -= 1
+            self.held.pop(attempt.job.id, None)
+        return taken
+
+    def drop_buffered(self, job_id: UUID) -> Attempt | None:
+        """Take one not-yet-started job out of the buffer."""
+        attempt = self.held.get(job_id)
+        if attempt is None or attempt.task is not None:
+            return None
+        self._buffer.remove(attempt)
+        self._owned_by_type[attempt.job.type] -= 1
+        del self.held[job_id]
+        return attempt
+
+    async def wait_idle(self) -> None:
+        """Wait until every started attempt has run and been settled."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,120 @@
+"""Wiring: open the database, load processors, and run workers and leader
+duties until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from queue_service.core.catalog import QueueConfig
+from queue_service.processors.deps import ProcessorDeps
+from queue_service.processors.registry import Registry, load_registry
+from queue_service.runtime.leader import Leader
+from queue_service.runtime.manager import JobManager
+from queue_service.runtime.worker import Worker
+from queue_service.settings import Settings
+from queue_service.store import Database, Store
+from queue_service.store.session import LeaderSession
+
+log = structlog.get_logger("queue_service.service")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What an open process holds: the pool, the store, the job types."""
+
+    settings: Settings
+    conninfo: str
+    db: Database
+    store: Store
+    registry: Registry
+    manager: JobManager
+
+    @property
+    def listen_conninfo(self) -> str | None:
+        if self.settings.database_listen_url is not None:
+            return self.settings.database_listen_url.get_secret_value()
+        # Behind PgBouncer in transaction mode LISTEN would be silently
+        # deaf: workers rely on polling alone there.
+        return None if self.settings.queue_service_pgbouncer else self.conninfo
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    conninfo: str,
+    *,
+    extra_processors: Iterable[object] = (),
+    queue_overrides: Callable[[QueueConfig], QueueConfig] | None = None,
+    pool_size: int | None = None,
+) -> AsyncIterator[Runtime]:
+    db = Database(
+        conninfo,
+        max_size=pool_size or settings.queue_service_pool_size,
+        prepare=not settings.queue_service_pgbouncer,
+    )
+    store = Store(db)
+    registry = load_registry(
+        ProcessorDeps(settings=settings, maintenance=store),
+        paths=settings.processor_paths,
+        extra=extra_processors,
+        queue_overrides=queue_overrides,
+    )
+    await db.open()
+    try:
+        yield Runtime(settings, conninfo, db, store, registry, JobManager(store, registry))
+    finally:
+        await db.close()
+
+
+async def run_until_stopped(
+    runtime: Runtime,
+    stop: asyncio.Event,
+    *,
+    queues: list[str] | None = None,
+    leader: bool = True,
+) -> None:
+    """Run workers (for ``queues``, default all) and, if asked, leader duties."""
+    settings = runtime.settings
+    names = queues if queues is not None else [q.name for q in runtime.registry.queues]
+    worker = Worker(
+        runtime.manager,
+        [runtime.registry.queue(n) for n in names],
+        worker_id=settings.queue_service_worker_id,
+        listen_conninfo=runtime.listen_conninfo,
+        poll_interval=settings.queue_service_poll_interval_seconds,
+        grace_seconds=settings.queue_service_shutdown_grace_seconds,
+    )
+    leader_task: asyncio.Task[None] | None = None
+    if leader:
+        duties = Leader(
+            runtime.manager,
+            LeaderSession(runtime.listen_conninfo or runtime.conninfo),
+            interval=settings.queue_service_leader_interval_seconds,
+        )
+        leader_task = asyncio.create_task(duties.run(), name="leader")
+    try:
+        await worker.run(stop)
+    finally:
+        if leader_task is not None:
+            leader_task.cancel()
+            await asyncio.gather(leader_task, return_exceptions=True)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT start a graceful drain; a second one is left to Python."""
+    loop = asyncio.get_running_loop()
+
+    def _on_signal(signum: int) -> None:
+        log.info("signal received, draining", signal=signal.Signals(signum).name)
+        stop.set()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, sig)

@@ -1,0 +1,249 @@
+"""A worker process: queue runners, batched acknowledgements, heartbeats,
+wake-up notifications, and a graceful drain on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from queue_service.core.catalog import QueueConfig
+from queue_service.core.jobs import ClaimedJob
+from queue_service.core.outcome import (
+    Cancelled,
+    Completed,
+    CompletedInTransaction,
+    Failed,
+    LeaseLost,
+    Outcome,
+    Released,
+    Retry,
+)
+from queue_service.runtime.backoff import Backoff, is_transient
+from queue_service.runtime.completer import Completer
+from queue_service.runtime.executor import Attempt, Executor
+from queue_service.runtime.manager import JobManager
+from queue_service.runtime.runner import QueueRunner
+from queue_service.store.session import CONTROL_CHANNEL, JOBS_CHANNEL, Listener
+
+log = structlog.get_logger("queue_service.worker")
+
+# A write that keeps failing for this long is abandoned: by then the lease
+# has expired and the rescuer owns the job, so nothing is lost.
+WRITE_DEADLINE_SECONDS = 600.0
+
+
+def make_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(2).hex()}"
+
+
+class Worker:
+    def __init__(
+        self,
+        manager: JobManager,
+        queues: list[QueueConfig],
+        *,
+        worker_id: str | None = None,
+        listen_conninfo: str | None = None,
+        poll_interval: float = 1.0,
+        grace_seconds: float = 25.0,
+    ) -> None:
+        self.manager = manager
+        self.store = manager.store
+        self.worker_id = worker_id or make_worker_id()
+        self.executor = Executor(manager, self.worker_id)
+        self.completer = Completer(self.store)
+        self.runners = {
+            q.name: QueueRunner(q, manager.registry, self.store, self.executor, self._settle,
+                                self.worker_id, poll_interval)
+            for q in queues
+        }
+        self._listen_conninfo = listen_conninfo
+        self._grace = grace_seconds
+        self._background: set[asyncio.Task[Any]] = set()
+        self.processed = 0
+        self.failed = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then drain and release."""
+        await self._register()
+        tasks = [asyncio.create_task(r.run(), name=f"runner:{n}") for n, r in self.runners.items()]
+        helpers = [asyncio.create_task(self.completer.run(), name="completer"),
+                   asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        if self._listen_conninfo:
+            helpers.append(asyncio.create_task(self._listen_loop(), name="listener"))
+        log.info("worker started", worker_id=self.worker_id, queues=sorted(self.runners))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks, *helpers],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        crashed = [t for t in done if t is not stopper and t.exception() is not None]
+        try:
+            await self._drain()
+        finally:
+            for task in [stopper, *tasks, *helpers]:
+                task.cancel()
+            await asyncio.gather(stopper, *tasks, *helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.store.delete_worker(self.worker_id)
+        log.info("worker stopped", worker_id=self.worker_id, processed=self.processed)
+        if crashed:
+            raise crashed[0].exception()  # type: ignore[misc]
+
+    async def _drain(self) -> None:
+        """Stop claiming, let running work finish within the grace period,
+        then interrupt the rest and give every unfinished job back."""
+        for runner in self.runners.values():
+            runner.stop_claiming()
+        buffered = [a for r in self.runners.values() for a in r.take_buffered()]
+        if buffered:
+            await self._write(lambda: self.store.release_many(
+                [(a.job.id, a.job.lease_token) for a in buffered], self.worker_id))
+        idle = asyncio.gather(*(r.wait_idle() for r in self.runners.values()))
+        try:
+            await asyncio.wait_for(asyncio.shield(idle), self._grace)
+        except TimeoutError:
+            running = [a for a in self._attempts() if a.task is not None]
+            log.warning("grace period over, releasing unfinished jobs", jobs=len(running))
+            for attempt in running:
+                attempt.stop("shutdown")
+            await idle
+        await asyncio.wait_for(self.completer.drain(), 30)
+        for task in list(self._background):
+            await task
+
+    def _attempts(self) -> Iterator[Attempt]:
+        for runner in self.runners.values():
+            yield from list(runner.held.values())
+
+    async def _settle(self, job: ClaimedJob, outcome: Outcome) -> None:
+        """Persist how an attempt ended, fenced by its lease token."""
+        held = True
+        if isinstance(outcome, Completed):
+            held = await self.completer.submit(job.id, job.lease_token, outcome.result)
+            self.processed += 1
+        elif isinstance(outcome, Retry):
+            log.info("attempt failed, will retry", job_id=str(job.id), job_type=job.type,
+                     attempt=job.attempt, delay_seconds=round(outcome.delay_seconds, 3),
+                     error=outcome.error)
+            held = bool(await self._write(lambda: self.store.retry_later(
+                job.id, job.lease_token, outcome.delay_seconds, outcome.error, self.worker_id)))
+        elif isinstance(outcome, Failed | Cancelled):
+            status = "failed" if isinstance(outcome, Failed) else "cancelled"
+            error = outcome.error if isinstance(outcome, Failed) else outcome.reason
+            self.failed += status == "failed"
+            log.warning(f"job {status}", job_id=str(job.id), job_type=job.type,
+                        attempt=job.attempt, error=error)
+            done = await self._write(lambda: self.store.finish_many(
+                [(job.id, job.lease_token, error)], status))
+            held = bool(done and job.id in done)
+        elif isinstance(outcome, Released):
+            done = await self._write(lambda: self.store.release_many(
+                [(job.id, job.lease_token)], self.worker_id))
+            held = bool(done and job.id in done)
+        elif isinstance(outcome, CompletedInTransaction):
+            self.processed += 1
+        elif isinstance(outcome, LeaseLost):
+            held = False
+        if not held:
+            log.warning("lease lost: another attempt owns the job; this outcome was dropped",
+                        job_id=str(job.id), job_type=job.type, attempt=job.attempt)
+
+    async def _write(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        backoff = Backoff()
+        deadline = time.monotonic() + WRITE_DEADLINE_SECONDS
+        while True:
+            try:
+                return await fn()
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() > deadline:
+                    log.exception("could not record a job outcome; the rescuer will")
+                    return None
+                await backoff.wait(log, "recording a job outcome", exc)
+
+    async def _register(self) -> None:
+        await self._write(lambda: self.store.upsert_worker(
+            self.worker_id, socket.gethostname(), os.getpid(), sorted(self.runners)))
+
+    def _heartbeat_interval(self) -> float:
+        leases = [a.job.lease_seconds for a in self._attempts()]
+        return max(0.5, min(5.0, min(leases, default=15) / 3))
+
+    async def _heartbeat_loop(self) -> None:
+        last_register = time.monotonic()
+        while True:
+            await asyncio.sleep(self._heartbeat_interval())
+            held = {a.job.id: a for a in self._attempts()}
+            try:
+                alive = await self.store.heartbeat_many(
+                    [(a.job.id, a.job.lease_token) for a in held.values()]) if held else {}
+                if time.monotonic() - last_register > 10:
+                    await self._register()
+                    last_register = time.monotonic()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("heartbeat failed", error=str(exc))
+                continue
+            for job_id, attempt in held.items():
+                if job_id not in alive:
+                    self._lost(attempt)
+                elif alive[job_id]:
+                    self.cancel(job_id)
+
+    def _lost(self, attempt: Attempt) -> None:
+        if attempt.task is not None:
+            attempt.stop("lease_lost")
+            return
+        runner = self.runners.get(attempt.job.queue)
+        if runner is not None:
+            runner.drop_buffered(attempt.job.id)
+
+    def cancel(self, job_id: UUID, detail: str = "cancelled on request") -> bool:
+        """Stop a held job whose cancellation was requested."""
+        for runner in self.runners.values():
+            attempt = runner.held.get(job_id)
+            if attempt is None:
+                continue
+            attempt.cancel_detail = detail
+            if attempt.task is not None:
+                attempt.stop("cancelled")
+            elif runner.drop_buffered(job_id) is not None:
+                task = asyncio.create_task(self._settle(attempt.job, Cancelled(detail)))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            return True
+        return False
+
+    async def _listen_loop(self) -> None:
+        assert self._listen_conninfo is not None
+        listener = Listener(self._listen_conninfo, (JOBS_CHANNEL, CONTROL_CHANNEL))
+        backoff = Backoff(first=0.2, cap=10.0)
+        while True:
+            try:
+                async for channel, payload in listener.notifications():
+                    backoff.reset()
+                    self._on_notification(channel, payload)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                await backoff.wait(log, "listening for notifications", exc)
+            # Anything sent while we were deaf is found by claiming now.
+            for runner in self.runners.values():
+                runner.notify()
+
+    def _on_notification(self, channel: str, payload: str) -> None:
+        if channel == JOBS_CHANNEL:
+            runner = self.runners.get(payload)
+            if runner is not None:
+                runner.notify()
+        elif channel == CONTROL_CHANNEL and payload.startswith("cancel:"):
+            with contextlib.suppress(ValueError):
+                self.cancel(UUID(payload.removeprefix("cancel:")))

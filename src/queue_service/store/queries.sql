@@ -1,0 +1,547 @@
+-- Every statement queue-service runs, one named statement each.
+-- `-- name: x` starts a statement; the line after it says what it does.
+-- Every time decision uses the database clock (now()), never a process's.
+
+-- name: job_insert_many
+-- Insert jobs from parallel arrays; a job with an idempotency key is inserted
+-- only when its key is new or expired. Returns the ids actually inserted.
+WITH input AS (
+    SELECT *
+    FROM unnest(
+        %(ids)s::uuid[], %(tenants)s::text[], %(queues)s::text[], %(types)s::text[],
+        %(priorities)s::smallint[], %(data)s::text[], %(max_attempts)s::integer[],
+        %(max_stalled)s::integer[], %(leases)s::integer[], %(keys)s::text[],
+        %(ttls)s::integer[], %(hashes)s::text[], %(delays)s::double precision[],
+        %(run_ats)s::timestamptz[], %(created_by)s::text[], %(request_ids)s::text[],
+        %(traces)s::text[], %(replay_of)s::uuid[]
+    ) AS t(id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+           lease_seconds, idempotency_key, ttl, payload_hash, delay, run_at,
+           created_by, request_id, trace_context, replay_of)
+),
+new_keys AS (
+    INSERT INTO queue_idempotency_keys AS k (tenant_id, key, job_id, payload_hash, expires_at)
+    SELECT tenant_id, idempotency_key, id, payload_hash, now() + make_interval(secs => ttl)
+    FROM input
+    WHERE idempotency_key IS NOT NULL
+    -- An expired key is taken over; a live one is left alone (the caller
+    -- then reads it back to tell a replay from a conflict).
+    ON CONFLICT (tenant_id, key) DO UPDATE
+        SET job_id = EXCLUDED.job_id, payload_hash = EXCLUDED.payload_hash,
+            created_at = now(), expires_at = EXCLUDED.expires_at
+        WHERE k.expires_at <= now()
+    RETURNING job_id
+)
+INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+                  lease_seconds, idempotency_key, created_by, request_id, trace_context,
+                  replay_of, run_at)
+SELECT id, tenant_id, queue, type, priority, data::jsonb, max_attempts, max_stalled,
+       lease_seconds, idempotency_key, created_by, request_id, trace_context::jsonb,
+       replay_of, coalesce(run_at, now() + make_interval(secs => delay))
+FROM input
+WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM new_keys)
+RETURNING id
+
+-- name: idempotency_key_get_many
+-- The live keys a batch collided with: the job each names and its payload hash.
+SELECT key, job_id, payload_hash
+FROM queue_idempotency_keys
+WHERE tenant_id = %(tenant)s AND key = ANY(%(keys)s::text[]) AND expires_at > now()
+
+-- name: idempotency_key_purge_expired
+-- Delete up to `limit` expired keys; returns how many went.
+WITH gone AS (
+    DELETE FROM queue_idempotency_keys
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM queue_idempotency_keys
+        WHERE expires_at <= now() LIMIT %(limit)s))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+
+-- name: job_claim
+-- Claim up to `limit` runnable jobs of a queue for one worker: priority, then
+-- run_at. SKIP LOCKED lets workers claim side by side; the pause check sits
+-- in the claim itself, so a pause takes effect on the very next claim of
+-- every worker. Each claim draws a fresh fencing token.
+WITH picked AS (
+    SELECT j.id
+    FROM jobs j
+    WHERE j.queue = %(queue)s
+      AND j.status = 'waiting'
+      AND j.run_at <= now()
+      AND j.type = ANY(%(types)s::text[])
+      AND NOT EXISTS (
+          SELECT 1 FROM queue_pauses p
+          WHERE p.queue = j.queue AND p.tenant_id IN (j.tenant_id, '*'))
+    ORDER BY j.priority, j.run_at, j.id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs j
+SET status = 'active',
+    attempts = j.attempts + 1,
+    started_at = now(),
+    lease_token = nextval('job_lease_token_seq'),
+    lease_expires_at = now() + make_interval(secs => j.lease_seconds),
+    worker_id = %(worker)s
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, j.tenant_id, j.queue, j.type, j.data, j.attempts, j.max_attempts,
+          j.lease_token, j.lease_seconds, j.request_id, j.trace_context, j.started_at,
+          j.priority, j.run_at
+
+-- name: job_complete_many
+-- Finish attempts that succeeded, fenced by their lease tokens: move each to
+-- finished_jobs with its result and write its history row. Returns the ids
+-- finished; an id missing from the answer had lost its lease.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[], %(results)s::text[])
+        AS t(id, token, result)
+),
+done AS (
+    DELETE FROM jobs j
+    USING input i
+    WHERE j.id = i.id AND j.lease_token = i.token AND j.status = 'active'
+    RETURNING j.*, i.result
+),
+moved AS (
+    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
+                               max_attempts, stalled_count, max_stalled, lease_seconds,
+                               idempotency_key, created_by, request_id, trace_context,
+                               replay_of, created_at, run_at, started_at, finished_at,
+                               last_error, result)
+    SELECT id, tenant_id, queue, type, 'completed', priority, data, attempts, max_attempts,
+           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
+           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
+           last_error, result::jsonb
+    FROM done
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, started_at)
+    SELECT id, tenant_id, 'completed', attempts, worker_id, started_at FROM done
+)
+SELECT id FROM done
+
+-- name: job_retry_later
+-- A failed attempt with attempts left: back to waiting at now() + delay,
+-- fenced by the lease token. Returns the id when it applied.
+WITH done AS (
+    UPDATE jobs
+    SET status = 'waiting',
+        run_at = now() + make_interval(secs => %(delay)s),
+        last_error = %(error)s,
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        worker_id = NULL,
+        cancel_requested = false
+    WHERE id = %(id)s AND lease_token = %(token)s AND status = 'active'
+    RETURNING id, tenant_id, attempts, started_at, %(worker)s::text AS worker_id
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, started_at, error)
+    SELECT id, tenant_id, 'retry_scheduled', attempts, worker_id, started_at, %(error)s
+    FROM done
+)
+SELECT id FROM done
+
+-- name: job_finish_many
+-- End attempts for good, fenced by lease tokens: `failed` (with a
+-- dead_letter_jobs row) or `cancelled`. Used by workers, the rescuer and
+-- cancellation alike. Returns the ids finished.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[], %(errors)s::text[],
+                         %(dlq_ids)s::uuid[])
+        AS t(id, token, error, dlq_id)
+),
+done AS (
+    DELETE FROM jobs j
+    USING input i
+    WHERE j.id = i.id AND j.lease_token = i.token
+    RETURNING j.*, i.error AS final_error, i.dlq_id
+),
+moved AS (
+    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
+                               max_attempts, stalled_count, max_stalled, lease_seconds,
+                               idempotency_key, created_by, request_id, trace_context,
+                               replay_of, created_at, run_at, started_at, finished_at,
+                               last_error)
+    SELECT id, tenant_id, queue, type, %(status)s, priority, data, attempts, max_attempts,
+           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
+           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
+           final_error
+    FROM done
+),
+dead AS (
+    INSERT INTO dead_letter_jobs (id, tenant_id, original_job_id, queue, type, data, error,
+                                  attempts, created_by)
+    SELECT dlq_id, tenant_id, id, queue, type, data, final_error, attempts, created_by
+    FROM done
+    WHERE %(status)s = 'failed'
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, started_at, error)
+    SELECT id, tenant_id, %(status)s, attempts, worker_id, started_at, final_error FROM done
+)
+SELECT id FROM done
+
+-- name: job_release_many
+-- Give claimed jobs back (shutdown, or a claim the worker could not start):
+-- waiting again at once, and the interrupted attempt does not count.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS t(id, token)
+),
+done AS (
+    UPDATE jobs j
+    SET status = 'waiting',
+        attempts = greatest(j.attempts - 1, 0),
+        run_at = now(),
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        worker_id = NULL
+    FROM input i
+    WHERE j.id = i.id AND j.lease_token = i.token AND j.status = 'active'
+    RETURNING j.id, j.tenant_id, j.attempts, j.started_at, j.queue, %(worker)s::text AS worker_id
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, started_at)
+    SELECT id, tenant_id, 'released', attempts + 1, worker_id, started_at FROM done
+),
+wake AS (
+    SELECT pg_notify('queue_service_jobs', queue) FROM (SELECT DISTINCT queue FROM done) q
+)
+SELECT id FROM done, (SELECT count(*) FROM wake) w
+
+-- name: job_heartbeat_many
+-- Extend the leases a worker still holds; answers which it holds and whether
+-- cancellation was asked for. A held job missing from the answer was lost.
+UPDATE jobs j
+SET lease_expires_at = now() + make_interval(secs => j.lease_seconds)
+FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS i(id, token)
+WHERE j.id = i.id AND j.lease_token = i.token AND j.status = 'active'
+RETURNING j.id, j.cancel_requested
+
+-- name: job_expired_leases
+-- Active jobs whose worker stopped heart-beating, locked for the rescuer:
+-- with what decides between another try and the DLQ.
+SELECT id, lease_token, stalled_count, max_stalled, attempts, max_attempts, worker_id
+FROM jobs
+WHERE status = 'active' AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED
+
+-- name: job_rescue_many
+-- Put stalled jobs back to waiting, counting the stall.
+WITH input AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS t(id, token)
+),
+done AS (
+    UPDATE jobs j
+    SET status = 'waiting',
+        stalled_count = j.stalled_count + 1,
+        run_at = now(),
+        last_error = 'stalled: lease expired on worker ' || coalesce(j.worker_id, '?'),
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        worker_id = NULL
+    FROM input i
+    WHERE j.id = i.id AND j.lease_token = i.token AND j.status = 'active'
+    RETURNING j.id, j.tenant_id, j.attempts, j.started_at, j.queue, j.last_error,
+              i.token
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, started_at, error)
+    SELECT id, tenant_id, 'rescued', attempts, started_at, last_error FROM done
+),
+wake AS (
+    SELECT pg_notify('queue_service_jobs', queue) FROM (SELECT DISTINCT queue FROM done) q
+)
+SELECT id FROM done, (SELECT count(*) FROM wake) w
+
+-- name: job_get
+-- One job by id, live or finished or archived, within a tenant (NULL: any).
+SELECT id, tenant_id, queue, type,
+       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
+       priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
+       run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of
+FROM jobs WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+UNION ALL
+SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
+       idempotency_key, created_by, created_at, run_at, started_at, finished_at,
+       last_error, result, request_id, replay_of
+FROM finished_jobs WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+UNION ALL
+SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
+       idempotency_key, created_by, created_at, run_at, started_at, finished_at,
+       last_error, result, request_id, replay_of
+FROM job_archive WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+LIMIT 1
+
+-- name: job_events_list
+-- A job's history, oldest first.
+SELECT event, attempt, worker_id, started_at, at, error
+FROM job_events WHERE job_id = %(id)s ORDER BY id
+
+-- name: job_cancel_waiting
+-- Cancel a job that has not started: straight to finished as `cancelled`.
+WITH done AS (
+    DELETE FROM jobs
+    WHERE id = %(id)s AND tenant_id = %(tenant)s AND status = 'waiting'
+    RETURNING *
+),
+moved AS (
+    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
+                               max_attempts, stalled_count, max_stalled, lease_seconds,
+                               idempotency_key, created_by, request_id, trace_context,
+                               replay_of, created_at, run_at, started_at, finished_at,
+                               last_error)
+    SELECT id, tenant_id, queue, type, 'cancelled', priority, data, attempts, max_attempts,
+           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
+           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
+           %(reason)s
+    FROM done
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, error)
+    SELECT id, tenant_id, 'cancelled', attempts, %(reason)s FROM done
+)
+SELECT id FROM done
+
+-- name: job_request_cancel
+-- Ask the worker holding an active job to stop it; the worker's next
+-- heartbeat (or the control notification) delivers the request.
+WITH done AS (
+    UPDATE jobs SET cancel_requested = true
+    WHERE id = %(id)s AND tenant_id = %(tenant)s AND status = 'active'
+    RETURNING id, tenant_id, attempts, worker_id
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, error)
+    SELECT id, tenant_id, 'cancel_requested', attempts, worker_id, %(reason)s FROM done
+),
+wake AS (
+    SELECT pg_notify('queue_service_control', 'cancel:' || id::text) FROM done
+)
+SELECT id FROM done, (SELECT count(*) FROM wake) w
+
+-- name: job_retry_finished
+-- Re-run a failed or cancelled job: back from finished_jobs to waiting with
+-- a fresh attempt budget, keeping its id and history.
+WITH done AS (
+    DELETE FROM finished_jobs
+    WHERE id = %(id)s AND tenant_id = %(tenant)s AND status IN ('failed', 'cancelled')
+    RETURNING *
+),
+moved AS (
+    INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+                      lease_seconds, idempotency_key, created_by, request_id, trace_context,
+                      replay_of, created_at, run_at)
+    SELECT id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+           lease_seconds, idempotency_key, created_by, request_id, trace_context, replay_of,
+           created_at, now()
+    FROM done
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, error)
+    SELECT id, tenant_id, 'retried', attempts, %(actor)s FROM done
+)
+SELECT id FROM done
+
+-- name: job_list_live
+-- Live jobs of a queue and tenant by status, keyset-paginated on (run_at, id).
+SELECT id FROM jobs
+WHERE queue = %(queue)s AND tenant_id = %(tenant)s
+  AND CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END = %(status)s
+  AND (run_at, id) > (%(after_at)s, %(after_id)s)
+ORDER BY run_at, id
+LIMIT %(limit)s
+
+-- name: job_list_finished
+-- Finished jobs of a queue and tenant by status, newest first, keyset-paginated.
+SELECT id FROM finished_jobs
+WHERE tenant_id = %(tenant)s AND queue = %(queue)s AND status = %(status)s
+  AND (finished_at, id) < (%(before_at)s, %(before_id)s)
+ORDER BY finished_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: queue_counts
+-- Per queue and status, the true counts (live from jobs, history from
+-- finished_jobs) for one tenant or all (NULL), and the oldest waiting age.
+WITH live AS (
+    SELECT queue,
+           count(*) FILTER (WHERE status = 'waiting' AND run_at <= now()) AS waiting,
+           count(*) FILTER (WHERE status = 'waiting' AND run_at > now()) AS delayed,
+           count(*) FILTER (WHERE status = 'active') AS active,
+           extract(epoch FROM now() - min(run_at) FILTER (
+               WHERE status = 'waiting' AND run_at <= now()))::double precision AS oldest
+    FROM jobs
+    WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s
+    GROUP BY queue
+),
+done AS (
+    SELECT queue,
+           count(*) FILTER (WHERE status = 'completed') AS completed,
+           count(*) FILTER (WHERE status = 'failed') AS failed,
+           count(*) FILTER (WHERE status = 'cancelled') AS cancelled
+    FROM finished_jobs
+    WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s
+    GROUP BY queue
+)
+SELECT coalesce(l.queue, d.queue),
+       coalesce(l.waiting, 0), coalesce(l.delayed, 0), coalesce(l.active, 0),
+       coalesce(d.completed, 0), coalesce(d.failed, 0), coalesce(d.cancelled, 0),
+       l.oldest
+FROM live l FULL JOIN done d ON d.queue = l.queue
+
+-- name: queue_pause
+-- Pause a queue for one tenant, or for all ('*'). Idempotent.
+INSERT INTO queue_pauses (queue, tenant_id, paused_by) VALUES (%(queue)s, %(tenant)s, %(actor)s)
+ON CONFLICT (queue, tenant_id) DO NOTHING
+
+-- name: queue_resume
+-- Lift a pause and wake the queue's workers.
+WITH gone AS (
+    DELETE FROM queue_pauses WHERE queue = %(queue)s AND tenant_id = %(tenant)s RETURNING queue
+)
+SELECT pg_notify('queue_service_jobs', queue) FROM gone
+
+-- name: queue_pauses_list
+-- Every pause in force.
+SELECT queue, tenant_id, paused_by, paused_at FROM queue_pauses ORDER BY queue, tenant_id
+
+-- name: queue_clear
+-- Cancel every waiting and delayed job of a queue for a tenant (NULL: all),
+-- keeping them in finished_jobs as `cancelled` for the audit trail.
+WITH done AS (
+    DELETE FROM jobs
+    WHERE queue = %(queue)s AND status = 'waiting'
+      AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+    RETURNING *
+),
+moved AS (
+    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
+                               max_attempts, stalled_count, max_stalled, lease_seconds,
+                               idempotency_key, created_by, request_id, trace_context,
+                               replay_of, created_at, run_at, started_at, finished_at,
+                               last_error)
+    SELECT id, tenant_id, queue, type, 'cancelled', priority, data, attempts, max_attempts,
+           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
+           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
+           'queue cleared by ' || %(actor)s
+    FROM done
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, error)
+    SELECT id, tenant_id, 'cancelled', attempts, 'queue cleared by ' || %(actor)s FROM done
+)
+SELECT count(*) FROM done
+
+-- name: dlq_list
+-- Dead letters of a tenant (NULL: all), newest first, keyset-paginated.
+SELECT id, tenant_id, original_job_id, queue, type, data, error, attempts, created_by,
+       failed_at, replayed_job_id, replayed_at
+FROM dead_letter_jobs
+WHERE (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+  AND (%(type)s::text IS NULL OR type = %(type)s)
+  AND (failed_at, id) < (%(before_at)s, %(before_id)s)
+ORDER BY failed_at DESC, id DESC
+LIMIT %(limit)s
+
+-- name: dlq_get
+-- One dead letter.
+SELECT id, tenant_id, original_job_id, queue, type, data, error, attempts, created_by,
+       failed_at, replayed_job_id, replayed_at
+FROM dead_letter_jobs
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+
+-- name: dlq_mark_replayed
+-- Claim the right to replay an entry: only the first caller gets a row, so a
+-- replay runs once however many ask at the same moment.
+UPDATE dead_letter_jobs
+SET replayed_job_id = %(job_id)s, replayed_at = now()
+WHERE id = %(id)s AND replayed_job_id IS NULL
+  AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+RETURNING id, tenant_id, original_job_id, queue, type, data, error, attempts, created_by,
+          failed_at, replayed_job_id, replayed_at
+
+-- name: dlq_delete
+-- Remove a dead letter.
+DELETE FROM dead_letter_jobs
+WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+RETURNING id
+
+-- name: dlq_purge
+-- Delete up to `limit` dead letters older than the retention window.
+WITH gone AS (
+    DELETE FROM dead_letter_jobs
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM dead_letter_jobs
+        WHERE failed_at < now() - make_interval(days => %(days)s) LIMIT %(limit)s))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+
+-- name: finished_purge
+-- Delete up to `limit` finished jobs of the given type prefixes older than
+-- the window, archiving them first when asked. Returns how many moved.
+WITH gone AS (
+    DELETE FROM finished_jobs
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM finished_jobs
+        WHERE finished_at < now() - make_interval(days => %(days)s)
+          AND (cardinality(%(prefixes)s::text[]) = 0
+               OR split_part(type, '.', 1) = ANY(%(prefixes)s::text[]))
+          AND NOT (split_part(type, '.', 1) = ANY(%(exclude)s::text[]))
+        LIMIT %(limit)s))
+    RETURNING *
+),
+archived AS (
+    INSERT INTO job_archive
+    SELECT * FROM gone WHERE %(archive)s
+)
+SELECT count(*) FROM gone
+
+-- name: job_events_purge
+-- Delete up to `limit` history rows of jobs no longer kept anywhere.
+WITH gone AS (
+    DELETE FROM job_events
+    WHERE id = ANY(ARRAY(
+        SELECT e.id FROM job_events e
+        WHERE e.at < now() - make_interval(days => %(days)s)
+          AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id)
+          AND NOT EXISTS (SELECT 1 FROM finished_jobs f WHERE f.id = e.job_id)
+          AND NOT EXISTS (SELECT 1 FROM job_archive a WHERE a.id = e.job_id)
+        LIMIT %(limit)s))
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+
+-- name: worker_upsert
+-- Register a worker process or refresh its heartbeat.
+INSERT INTO workers (id, host, pid, queues) VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues
+
+-- name: worker_delete
+-- Unregister a worker process on clean shutdown.
+DELETE FROM workers WHERE id = %(id)s
+
+-- name: worker_prune
+-- Forget workers silent for longer than `seconds`.
+DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => %(seconds)s)
+
+-- name: worker_list
+-- Live workers, newest heartbeat first.
+SELECT id, host, pid, queues, started_at, heartbeat_at FROM workers ORDER BY heartbeat_at DESC
+
+-- name: leader_try_lock
+-- Take the leader lock on this session if no one holds it.
+SELECT pg_try_advisory_lock(%(lock)s)
+
+-- name: leader_unlock
+-- Give the leader lock up.
+SELECT pg_advisory_unlock(%(lock)s)
+
+-- name: db_now
+-- The database clock.
+SELECT now()
