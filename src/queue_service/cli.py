@@ -7,7 +7,7 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 from uuid import UUID
 
 import orjson
@@ -27,8 +27,11 @@ from queue_service.runtime.service import (
 from queue_service.settings import Settings, load_settings
 from queue_service.store.migrate import apply_migrations
 
-app = typer.Typer(help="queue-service: a durable PostgreSQL job queue.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="queue-service: a durable PostgreSQL job queue.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 dlq_app = typer.Typer(help="Dead-letter queue: list, replay, delete.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 out = Console()
@@ -111,7 +114,9 @@ def serve() -> None:
 
 @app.command()
 def worker(
-    queues: Annotated[str | None, typer.Option(help="Comma-separated queues (default: all)")] = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: all)")
+    ] = None,
 ) -> None:
     """Run workers only (no leader duties)."""
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
@@ -147,9 +152,17 @@ def enqueue(
         raise typer.Exit(2)
 
     async def go(rt: Runtime) -> dict[str, Any]:
-        done = await rt.manager.enqueue(EnqueueRequest(
-            type=job_type, data=payload, tenant_id=tenant, priority=priority,
-            delay_ms=delay_ms, idempotency_key=idempotency_key, created_by="cli"))
+        done = await rt.manager.enqueue(
+            EnqueueRequest(
+                type=job_type,
+                data=payload,
+                tenant_id=tenant,
+                priority=priority,
+                delay_ms=delay_ms,
+                idempotency_key=idempotency_key,
+                created_by="cli",
+            )
+        )
         job = await rt.manager.get(done.job_id)
         return {"created": done.created, "job": job.to_dict()}
 
@@ -169,16 +182,25 @@ def status(
         workers = await rt.store.list_workers()
         names = sorted({q.name for q in rt.registry.queues} | set(counts))
         return {
-            "queues": [{
-                "name": n,
-                "paused_for": [t for q, t, _, _ in pauses if q == n],
-                "counts": counts[n].counts() if n in counts else dict.fromkeys(
-                    ("waiting", "delayed", "active", "completed", "failed", "cancelled"), 0),
-                "oldest_waiting_age_seconds": counts[n].oldest_waiting_age_seconds
-                if n in counts else None,
-            } for n in names],
-            "workers": [{"id": w.id, "queues": w.queues,
-                         "heartbeat_at": w.heartbeat_at.isoformat()} for w in workers],
+            "queues": [
+                {
+                    "name": n,
+                    "paused_for": [t for q, t, _, _ in pauses if q == n],
+                    "counts": counts[n].counts()
+                    if n in counts
+                    else dict.fromkeys(
+                        ("waiting", "delayed", "active", "completed", "failed", "cancelled"), 0
+                    ),
+                    "oldest_waiting_age_seconds": counts[n].oldest_waiting_age_seconds
+                    if n in counts
+                    else None,
+                }
+                for n in names
+            ],
+            "workers": [
+                {"id": w.id, "queues": w.queues, "heartbeat_at": w.heartbeat_at.isoformat()}
+                for w in workers
+            ],
         }
 
     report = _run(go)
@@ -186,19 +208,35 @@ def status(
         out.print_json(orjson.dumps(report).decode())
         return
     table = Table(title="queues")
-    for col in ("queue", "paused", "waiting", "delayed", "active", "completed", "failed",
-                "cancelled", "oldest waiting"):
+    for col in (
+        "queue",
+        "paused",
+        "waiting",
+        "delayed",
+        "active",
+        "completed",
+        "failed",
+        "cancelled",
+        "oldest waiting",
+    ):
         table.add_column(col, justify="left" if col in ("queue", "paused") else "right")
     for q in report["queues"]:
         c = q["counts"]
         age = q["oldest_waiting_age_seconds"]
-        table.add_row(q["name"], ",".join(q["paused_for"]) or "-",
-                      *(str(c[k]) for k in ("waiting", "delayed", "active", "completed",
-                                            "failed", "cancelled")),
-                      f"{age:.1f} s" if age is not None else "-")
+        table.add_row(
+            q["name"],
+            ",".join(q["paused_for"]) or "-",
+            *(
+                str(c[k])
+                for k in ("waiting", "delayed", "active", "completed", "failed", "cancelled")
+            ),
+            f"{age:.1f} s" if age is not None else "-",
+        )
     out.print(table)
-    out.print(f"{len(report['workers'])} live worker(s): "
-              + (", ".join(w["id"] for w in report["workers"]) or "none"))
+    out.print(
+        f"{len(report['workers'])} live worker(s): "
+        + (", ".join(w["id"] for w in report["workers"]) or "none")
+    )
 
 
 @dlq_app.command("list")
@@ -217,9 +255,15 @@ def dlq_list(
     for col in ("id", "tenant", "type", "attempts", "failed at", "replayed as", "error"):
         table.add_column(col)
     for d in _run(go):
-        table.add_row(str(d.id), d.tenant_id, d.type, str(d.attempts),
-                      d.failed_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-                      str(d.replayed_job_id or "-"), (d.error or "")[:80])
+        table.add_row(
+            str(d.id),
+            d.tenant_id,
+            d.type,
+            str(d.attempts),
+            d.failed_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            str(d.replayed_job_id or "-"),
+            (d.error or "")[:80],
+        )
     out.print(table)
 
 
@@ -246,10 +290,64 @@ def dlq_delete(dlq_id: UUID) -> None:
     out.print(f"deleted {dlq_id}")
 
 
+@app.command()
+def bench(
+    workload: Annotated[
+        str, typer.Option(help="enqueue-single | enqueue-batch | drain | latency")
+    ] = "drain",
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue or drain")] = 20_000,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Batch size")] = 1000,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    prefetch: Annotated[
+        int | None, typer.Option(min=0, help="Claimed-ahead jobs (default: 9 x concurrency)")
+    ] = None,
+    rate: Annotated[float, typer.Option(min=1, help="latency: jobs per second")] = 200.0,
+    duration: Annotated[float, typer.Option(min=1, help="latency: seconds")] = 10.0,
+    database_url: Annotated[
+        str | None, typer.Option(help="Server to use (a scratch database is created there)")
+    ] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Also run the plain-SQL baseline loop, the same minute")
+    ] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the scratch databases")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Measure throughput or latency on the no-op job type."""
+    from queue_service.bench import BenchOptions, Workload, run_bench
+
+    if workload not in ("enqueue-single", "enqueue-batch", "drain", "latency"):
+        err.print(f"[red]error[/red]: unknown workload {workload!r}")
+        raise typer.Exit(2)
+    opts = BenchOptions(
+        workload=cast("Workload", workload),
+        jobs=jobs,
+        batch=batch,
+        concurrency=concurrency,
+        prefetch=prefetch,
+        rate=rate,
+        duration=duration,
+        baseline=baseline,
+        keep=keep,
+    )
+    settings = _settings()
+    _configure_logging(settings, quiet=True)
+    with contextlib.ExitStack() as stack:
+        admin = database_url or stack.enter_context(_database(settings, migrate=False))
+        report = run_bench(settings, admin, opts, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    if as_json:
+        sys.stdout.write(orjson.dumps(report).decode() + "\n")
+        return
+    table = Table(title=f"bench: {workload}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
 def main() -> None:
     app()
 
 
 if __name__ == "__main__":
     main()
-

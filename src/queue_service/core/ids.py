@@ -6,14 +6,23 @@ import os
 import time
 import uuid
 
+_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
+_RAND_A = 0xFFF << 64
+_RAND_B = 0x3FFF_FFFF_FFFF_FFFF
+
 
 def uuid7(now_ms: int | None = None) -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits."""
+    return uuid7_many(1, now_ms)[0]
+
+
+def uuid7_many(n: int, now_ms: int | None = None) -> list[uuid.UUID]:
+    """``n`` UUIDv7s sharing one timestamp, from one read of the random source."""
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & 0xFFFF_FFFF_FFFF) << 80
-    value |= 0x7 << 76  # version
-    value |= ((rand >> 62) & 0xFFF) << 64  # rand_a, 12 bits
-    value |= 0b10 << 62  # variant
-    value |= rand & 0x3FFF_FFFF_FFFF_FFFF  # rand_b, 62 bits
-    return uuid.UUID(int=value)
+    head = ((ms & 0xFFFF_FFFF_FFFF) << 80) | _VERSION_AND_VARIANT
+    raw = os.urandom(10 * n)
+    ids = []
+    for k in range(0, 10 * n, 10):
+        rand = int.from_bytes(raw[k : k + 10], "big")
+        ids.append(uuid.UUID(int=head | ((rand >> 62) << 64 & _RAND_A) | (rand & _RAND_B)))
+    return ids

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -82,7 +82,7 @@ class Job:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs more than the batch insert
 class NewJob:
     """What an enqueue asks for, already validated against the job type."""
 
@@ -103,10 +103,14 @@ class NewJob:
     trace_context: dict[str, str] | None = None
     replay_of: UUID | None = None
     job_id: UUID | None = None  # chosen by the caller when it must know it first
-    payload_hash: str = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "payload_hash", payload_hash(self.type, self.data))
+    @property
+    def payload_hash(self) -> str:
+        return payload_hash(self.type, self.data)
+
+    @property
+    def runs_now(self) -> bool:
+        return self.run_at is None and self.delay_seconds <= 0
 
 
 def payload_hash(job_type: str, data: dict[str, Any]) -> str:

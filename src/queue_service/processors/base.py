@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from queue_service.core.catalog import QueueConfig
 from queue_service.core.jobs import Priority
 from queue_service.core.retry import DEFAULT_RETRY, RetryPolicy
 
@@ -84,9 +83,9 @@ def processor(
 ) -> Callable[[Handler[P]], Processor[P]]:
     """Declare a processor::
 
-        @processor("email.send", payload=EmailPayload, queue="communication",
-                   lease_seconds=15, max_stalled=5, retry=EMAIL_RETRY)
-        async def send_email(ctx: JobContext, p: EmailPayload) -> dict[str, str]: ...
+    @processor("email.send", payload=EmailPayload, queue="communication",
+               lease_seconds=15, max_stalled=5, retry=EMAIL_RETRY)
+    async def send_email(ctx: JobContext, p: EmailPayload) -> dict[str, str]: ...
     """
 
     def wrap(handler: Handler[P]) -> Processor[P]:

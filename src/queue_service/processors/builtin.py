@@ -44,8 +44,14 @@ async def _drain(purge: Any) -> int:
 
 
 def _cleanup(maintenance: MaintenancePort, dlq_days: int) -> Processor[EmptyPayload]:
-    @processor("cleanup.run", payload=EmptyPayload, queue="background",
-               priority=Priority.BACKGROUND, timeout_seconds=600, lease_seconds=60)
+    @processor(
+        "cleanup.run",
+        payload=EmptyPayload,
+        queue="background",
+        priority=Priority.BACKGROUND,
+        timeout_seconds=600,
+        lease_seconds=60,
+    )
     async def cleanup(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
         """Retention (SPEC §8): archive or delete finished jobs past their window."""
         report: dict[str, int] = {}
@@ -53,22 +59,32 @@ def _cleanup(maintenance: MaintenancePort, dlq_days: int) -> Processor[EmptyPayl
         for rule in RETENTION_RULES:
             prefixes = list(rule.prefixes)
             ruled += prefixes
-            report["+".join(prefixes)] = await _drain(lambda p=prefixes, r=rule: (
-                maintenance.purge_finished(r.days, p, [], r.archive, BATCH)))
-        report["other"] = await _drain(lambda: maintenance.purge_finished(
-            DEFAULT_RETENTION_DAYS, [], ruled, False, BATCH))
+            report["+".join(prefixes)] = await _drain(
+                lambda p=prefixes, r=rule: maintenance.purge_finished(
+                    r.days, p, [], r.archive, BATCH
+                )
+            )
+        report["other"] = await _drain(
+            lambda: maintenance.purge_finished(DEFAULT_RETENTION_DAYS, [], ruled, False, BATCH)
+        )
         report["dead_letters"] = await _drain(
-            lambda: maintenance.purge_dead_letters(dlq_days, BATCH))
-        report["events"] = await _drain(
-            lambda: maintenance.purge_events(EVENTS_GRACE_DAYS, BATCH))
+            lambda: maintenance.purge_dead_letters(dlq_days, BATCH)
+        )
+        report["events"] = await _drain(lambda: maintenance.purge_events(EVENTS_GRACE_DAYS, BATCH))
         return report
 
     return cleanup
 
 
 def _maintenance(maintenance: MaintenancePort) -> Processor[EmptyPayload]:
-    @processor("maintenance.run", payload=EmptyPayload, queue="background",
-               priority=Priority.BACKGROUND, timeout_seconds=600, lease_seconds=60)
+    @processor(
+        "maintenance.run",
+        payload=EmptyPayload,
+        queue="background",
+        priority=Priority.BACKGROUND,
+        timeout_seconds=600,
+        lease_seconds=60,
+    )
     async def run_maintenance(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
         """Expire idempotency keys past their TTL."""
         keys = await _drain(lambda: maintenance.purge_expired_keys(BATCH))

@@ -12,7 +12,11 @@ class MaintenancePort(Protocol):
     """The purges the maintenance job types run (implemented by the store)."""
 
     async def purge_finished(
-        self, days: int, prefixes: list[str], exclude: list[str], archive: bool,
+        self,
+        days: int,
+        prefixes: list[str],
+        exclude: list[str],
+        archive: bool,
         limit: int = 1000,
     ) -> int: ...
 

@@ -34,7 +34,11 @@ class Backoff:
     async def wait(self, log: Any, doing: str, exc: BaseException) -> None:
         self._failures += 1
         if self._failures == 1 or self._failures % 20 == 0:
-            log.warning("database unavailable, retrying", doing=doing,
-                        error=f"{type(exc).__name__}: {exc}", failures=self._failures)
+            log.warning(
+                "database unavailable, retrying",
+                doing=doing,
+                error=f"{type(exc).__name__}: {exc}",
+                failures=self._failures,
+            )
         await asyncio.sleep(self._delay * (0.5 + random.random() / 2))
         self._delay = min(self._delay * 2, self._cap)

@@ -59,8 +59,11 @@ class JobContext:
 
     def __post_init__(self) -> None:
         self.log = structlog.get_logger("queue_service.job").bind(
-            job_id=str(self.job.id), job_type=self.job.type, attempt=self.job.attempt,
-            tenant_id=self.job.tenant_id, request_id=self.job.request_id,
+            job_id=str(self.job.id),
+            job_type=self.job.type,
+            attempt=self.job.attempt,
+            tenant_id=self.job.tenant_id,
+            request_id=self.job.request_id,
         )
 
     @property

@@ -77,9 +77,12 @@ class Leader:
         while True:
             report = await self.store.rescue_expired(RESCUE_BATCH)
             if report.rescued or report.failed:
-                log.warning("rescued stalled jobs", rescued=len(report.rescued),
-                            failed=len(report.failed),
-                            job_ids=[str(i) for i in (report.rescued + report.failed)[:20]])
+                log.warning(
+                    "rescued stalled jobs",
+                    rescued=len(report.rescued),
+                    failed=len(report.failed),
+                    job_ids=[str(i) for i in (report.rescued + report.failed)[:20]],
+                )
             if len(report.rescued) + len(report.failed) < RESCUE_BATCH:
                 return
 

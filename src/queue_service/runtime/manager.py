@@ -83,8 +83,9 @@ class JobManager:
         priority = opts.priority if request.priority is None else request.priority
         if not 1 <= priority <= 10:
             raise EnqueueError("priority must be between 1 (first) and 10 (last)")
-        max_attempts = opts.retry.max_attempts if request.max_attempts is None else (
-            request.max_attempts)
+        max_attempts = (
+            opts.retry.max_attempts if request.max_attempts is None else (request.max_attempts)
+        )
         if not 1 <= max_attempts <= MAX_ATTEMPTS_CAP:
             raise EnqueueError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_CAP}")
         if request.run_at is not None and request.delay_ms is not None:
@@ -102,7 +103,8 @@ class JobManager:
             tenant_id=request.tenant_id,
             queue=opts.queue,
             type=request.type,
-            data=payload.model_dump(mode="json", exclude_unset=True),
+            # Stored as given: the processor parses it with the same model.
+            data=request.data,
             priority=priority,
             max_attempts=max_attempts,
             max_stalled=opts.max_stalled,
@@ -137,15 +139,18 @@ class JobManager:
         outcome = await self.store.cancel_job(job_id, tenant, reason)
         if outcome is None:
             job = await self.get(job_id, tenant)
-            raise InvalidStateError(f"job {job_id} is {job.status.value}; only waiting, delayed"
-                                    " or active jobs can be cancelled")
+            raise InvalidStateError(
+                f"job {job_id} is {job.status.value}; only waiting, delayed"
+                " or active jobs can be cancelled"
+            )
         return outcome
 
     async def retry(self, job_id: UUID, tenant: str, actor: str) -> None:
         if not await self.store.retry_job(job_id, tenant, actor):
             job = await self.get(job_id, tenant)
-            raise InvalidStateError(f"job {job_id} is {job.status.value}; only failed or"
-                                    " cancelled jobs can be retried")
+            raise InvalidStateError(
+                f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be retried"
+            )
 
     async def replay_dead_letter(self, dlq_id: UUID, tenant: str | None, actor: str) -> UUID:
         """Re-enqueue a dead letter as a new job linked to it; once only."""
@@ -166,14 +171,27 @@ class JobManager:
     def _replay_job(self, entry: DeadLetter, new_id: UUID, actor: str) -> NewJob:
         opts = self.registry.processor(entry.type).options
         return NewJob(
-            tenant_id=entry.tenant_id, queue=entry.queue, type=entry.type, data=entry.data,
-            priority=opts.priority, max_attempts=opts.retry.max_attempts,
-            max_stalled=opts.max_stalled, lease_seconds=opts.lease_seconds,
-            created_by=actor, replay_of=entry.original_job_id, job_id=new_id,
+            tenant_id=entry.tenant_id,
+            queue=entry.queue,
+            type=entry.type,
+            data=entry.data,
+            priority=opts.priority,
+            max_attempts=opts.retry.max_attempts,
+            max_stalled=opts.max_stalled,
+            lease_seconds=opts.lease_seconds,
+            created_by=actor,
+            replay_of=entry.original_job_id,
+            job_id=new_id,
         )
 
     async def enqueue_system(self, job_type: str, key: str) -> Enqueued:
         """The leader's own periodic jobs, deduplicated by ``key``."""
-        return await self.enqueue(EnqueueRequest(
-            type=job_type, data={}, tenant_id=SYSTEM_TENANT, idempotency_key=key,
-            created_by="leader"))
+        return await self.enqueue(
+            EnqueueRequest(
+                type=job_type,
+                data={},
+                tenant_id=SYSTEM_TENANT,
+                idempotency_key=key,
+                created_by="leader",
+            )
+        )

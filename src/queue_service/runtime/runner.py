@@ -46,7 +46,8 @@ class QueueRunner:
         self._poll_interval = poll_interval
         self._types = registry.types_in_queue(queue.name)
         self._caps = {
-            t: c for t in self._types
+            t: c
+            for t in self._types
             if (c := registry.processor(t).options.concurrency) is not None
         }
         # Every attempt this runner holds a lease for, until it is settled.

@@ -32,6 +32,7 @@ from queue_service.runtime.completer import Completer
 from queue_service.runtime.executor import Attempt, Executor
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.runner import QueueRunner
+from queue_service.store.jobs import FinalStatus
 from queue_service.store.session import CONTROL_CHANNEL, JOBS_CHANNEL, Listener
 
 log = structlog.get_logger("queue_service.worker")
@@ -62,8 +63,15 @@ class Worker:
         self.executor = Executor(manager, self.worker_id)
         self.completer = Completer(self.store)
         self.runners = {
-            q.name: QueueRunner(q, manager.registry, self.store, self.executor, self._settle,
-                                self.worker_id, poll_interval)
+            q.name: QueueRunner(
+                q,
+                manager.registry,
+                self.store,
+                self.executor,
+                self._settle,
+                self.worker_id,
+                poll_interval,
+            )
             for q in queues
         }
         self._listen_conninfo = listen_conninfo
@@ -76,14 +84,17 @@ class Worker:
         """Work until ``stop`` is set, then drain and release."""
         await self._register()
         tasks = [asyncio.create_task(r.run(), name=f"runner:{n}") for n, r in self.runners.items()]
-        helpers = [asyncio.create_task(self.completer.run(), name="completer"),
-                   asyncio.create_task(self._heartbeat_loop(), name="heartbeat")]
+        helpers = [
+            asyncio.create_task(self.completer.run(), name="completer"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
         if self._listen_conninfo:
             helpers.append(asyncio.create_task(self._listen_loop(), name="listener"))
         log.info("worker started", worker_id=self.worker_id, queues=sorted(self.runners))
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait([stopper, *tasks, *helpers],
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            [stopper, *tasks, *helpers], return_when=asyncio.FIRST_COMPLETED
+        )
         crashed = [t for t in done if t is not stopper and t.exception() is not None]
         try:
             await self._drain()
@@ -104,8 +115,11 @@ class Worker:
             runner.stop_claiming()
         buffered = [a for r in self.runners.values() for a in r.take_buffered()]
         if buffered:
-            await self._write(lambda: self.store.release_many(
-                [(a.job.id, a.job.lease_token) for a in buffered], self.worker_id))
+            await self._write(
+                lambda: self.store.release_many(
+                    [(a.job.id, a.job.lease_token) for a in buffered], self.worker_id
+                )
+            )
         idle = asyncio.gather(*(r.wait_idle() for r in self.runners.values()))
         try:
             await asyncio.wait_for(asyncio.shield(idle), self._grace)
@@ -130,31 +144,58 @@ class Worker:
             held = await self.completer.submit(job.id, job.lease_token, outcome.result)
             self.processed += 1
         elif isinstance(outcome, Retry):
-            log.info("attempt failed, will retry", job_id=str(job.id), job_type=job.type,
-                     attempt=job.attempt, delay_seconds=round(outcome.delay_seconds, 3),
-                     error=outcome.error)
-            held = bool(await self._write(lambda: self.store.retry_later(
-                job.id, job.lease_token, outcome.delay_seconds, outcome.error, self.worker_id)))
+            log.info(
+                "attempt failed, will retry",
+                job_id=str(job.id),
+                job_type=job.type,
+                attempt=job.attempt,
+                delay_seconds=round(outcome.delay_seconds, 3),
+                error=outcome.error,
+            )
+            held = bool(
+                await self._write(
+                    lambda: self.store.retry_later(
+                        job.id,
+                        job.lease_token,
+                        outcome.delay_seconds,
+                        outcome.error,
+                        self.worker_id,
+                    )
+                )
+            )
         elif isinstance(outcome, Failed | Cancelled):
-            status = "failed" if isinstance(outcome, Failed) else "cancelled"
-            error = outcome.error if isinstance(outcome, Failed) else outcome.reason
-            self.failed += status == "failed"
-            log.warning(f"job {status}", job_id=str(job.id), job_type=job.type,
-                        attempt=job.attempt, error=error)
-            done = await self._write(lambda: self.store.finish_many(
-                [(job.id, job.lease_token, error)], status))
-            held = bool(done and job.id in done)
+            held = await self._finish(job, outcome)
         elif isinstance(outcome, Released):
-            done = await self._write(lambda: self.store.release_many(
-                [(job.id, job.lease_token)], self.worker_id))
+            done = await self._write(
+                lambda: self.store.release_many([(job.id, job.lease_token)], self.worker_id)
+            )
             held = bool(done and job.id in done)
         elif isinstance(outcome, CompletedInTransaction):
             self.processed += 1
         elif isinstance(outcome, LeaseLost):
             held = False
         if not held:
-            log.warning("lease lost: another attempt owns the job; this outcome was dropped",
-                        job_id=str(job.id), job_type=job.type, attempt=job.attempt)
+            log.warning(
+                "lease lost: another attempt owns the job; this outcome was dropped",
+                job_id=str(job.id),
+                job_type=job.type,
+                attempt=job.attempt,
+            )
+
+    async def _finish(self, job: ClaimedJob, outcome: Failed | Cancelled) -> bool:
+        status: FinalStatus
+        if isinstance(outcome, Failed):
+            status, error = "failed", outcome.error
+            self.failed += 1
+        else:
+            status, error = "cancelled", outcome.reason
+        log.warning(
+            f"job {status}", job_id=str(job.id), job_type=job.type, attempt=job.attempt, error=error
+        )
+        done = await self._write(
+            lambda: self.store.finish_many([(job.id, job.lease_token, error)], status)
+        )
+        return bool(done and job.id in done)
 
     async def _write(self, fn: Callable[[], Awaitable[Any]]) -> Any:
         backoff = Backoff()
@@ -169,8 +210,11 @@ class Worker:
                 await backoff.wait(log, "recording a job outcome", exc)
 
     async def _register(self) -> None:
-        await self._write(lambda: self.store.upsert_worker(
-            self.worker_id, socket.gethostname(), os.getpid(), sorted(self.runners)))
+        await self._write(
+            lambda: self.store.upsert_worker(
+                self.worker_id, socket.gethostname(), os.getpid(), sorted(self.runners)
+            )
+        )
 
     def _heartbeat_interval(self) -> float:
         leases = [a.job.lease_seconds for a in self._attempts()]
@@ -182,8 +226,13 @@ class Worker:
             await asyncio.sleep(self._heartbeat_interval())
             held = {a.job.id: a for a in self._attempts()}
             try:
-                alive = await self.store.heartbeat_many(
-                    [(a.job.id, a.job.lease_token) for a in held.values()]) if held else {}
+                alive = (
+                    await self.store.heartbeat_many(
+                        [(a.job.id, a.job.lease_token) for a in held.values()]
+                    )
+                    if held
+                    else {}
+                )
                 if time.monotonic() - last_register > 10:
                     await self._register()
                     last_register = time.monotonic()

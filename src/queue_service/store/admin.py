@@ -32,8 +32,12 @@ class QueueCounts:
 
     def counts(self) -> dict[str, int]:
         return {
-            "waiting": self.waiting, "delayed": self.delayed, "active": self.active,
-            "completed": self.completed, "failed": self.failed, "cancelled": self.cancelled,
+            "waiting": self.waiting,
+            "delayed": self.delayed,
+            "active": self.active,
+            "completed": self.completed,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
         }
 
 
@@ -78,11 +82,25 @@ CancelOutcome = Literal["cancelled", "cancel_requested"]
 
 def _job(row: tuple[Any, ...]) -> Job:
     return Job(
-        id=row[0], tenant_id=row[1], queue=row[2], type=row[3], status=JobStatus(row[4]),
-        priority=row[5], data=row[6], attempts=row[7], max_attempts=row[8],
-        idempotency_key=row[9], created_by=row[10], created_at=row[11], run_at=row[12],
-        started_at=row[13], finished_at=row[14], last_error=row[15], result=row[16],
-        request_id=row[17], replay_of=row[18],
+        id=row[0],
+        tenant_id=row[1],
+        queue=row[2],
+        type=row[3],
+        status=JobStatus(row[4]),
+        priority=row[5],
+        data=row[6],
+        attempts=row[7],
+        max_attempts=row[8],
+        idempotency_key=row[9],
+        created_by=row[10],
+        created_at=row[11],
+        run_at=row[12],
+        started_at=row[13],
+        finished_at=row[14],
+        last_error=row[15],
+        result=row[16],
+        request_id=row[17],
+        replay_of=row[18],
     )
 
 
@@ -92,8 +110,9 @@ class AdminStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def get_job(self, job_id: UUID, tenant: str | None = None,
-                      conn: Conn | None = None) -> Job | None:
+    async def get_job(
+        self, job_id: UUID, tenant: str | None = None, conn: Conn | None = None
+    ) -> Job | None:
         async with self.db.connection(conn) as c:
             cur = await c.execute(Q["job_get"], {"id": job_id, "tenant": tenant})
             row = await cur.fetchone()
@@ -124,21 +143,41 @@ class AdminStore:
             return await cur.fetchone() is not None
 
     async def list_job_ids(
-        self, queue: str, tenant: str, status: JobStatus, limit: int,
+        self,
+        queue: str,
+        tenant: str,
+        status: JobStatus,
+        limit: int,
         after: tuple[datetime, UUID] | None = None,
     ) -> list[UUID]:
         """Keyset page of job ids: live by (run_at, id), finished newest first."""
         async with self.db.connection() as c:
             if status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.ACTIVE):
                 at, after_id = after or (_FAR_PAST, _MIN_UUID)
-                cur = await c.execute(Q["job_list_live"], {
-                    "queue": queue, "tenant": tenant, "status": status.value,
-                    "after_at": at, "after_id": after_id, "limit": limit})
+                cur = await c.execute(
+                    Q["job_list_live"],
+                    {
+                        "queue": queue,
+                        "tenant": tenant,
+                        "status": status.value,
+                        "after_at": at,
+                        "after_id": after_id,
+                        "limit": limit,
+                    },
+                )
             else:
                 at, after_id = after or (_FAR_FUTURE, _MAX_UUID)
-                cur = await c.execute(Q["job_list_finished"], {
-                    "queue": queue, "tenant": tenant, "status": status.value,
-                    "before_at": at, "before_id": after_id, "limit": limit})
+                cur = await c.execute(
+                    Q["job_list_finished"],
+                    {
+                        "queue": queue,
+                        "tenant": tenant,
+                        "status": status.value,
+                        "before_at": at,
+                        "before_id": after_id,
+                        "limit": limit,
+                    },
+                )
             return [row[0] for row in await cur.fetchall()]
 
     async def queue_counts(self, tenant: str | None = None) -> dict[str, QueueCounts]:
@@ -158,7 +197,7 @@ class AdminStore:
     async def paused_queues(self) -> list[tuple[str, str, str | None, datetime]]:
         async with self.db.connection() as c:
             cur = await c.execute(Q["queue_pauses_list"])
-            return [tuple(row) for row in await cur.fetchall()]  # type: ignore[misc]
+            return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
 
     async def clear_queue(self, queue: str, tenant: str | None, actor: str) -> int:
         async with self.db.connection() as c:
@@ -169,14 +208,27 @@ class AdminStore:
             return int(row[0]) if row else 0
 
     async def list_dead_letters(
-        self, tenant: str | None, limit: int, *, queue: str | None = None,
-        job_type: str | None = None, before: tuple[datetime, UUID] | None = None,
+        self,
+        tenant: str | None,
+        limit: int,
+        *,
+        queue: str | None = None,
+        job_type: str | None = None,
+        before: tuple[datetime, UUID] | None = None,
     ) -> list[DeadLetter]:
         at, before_id = before or (_FAR_FUTURE, _MAX_UUID)
         async with self.db.connection() as c:
-            cur = await c.execute(Q["dlq_list"], {
-                "tenant": tenant, "queue": queue, "type": job_type,
-                "before_at": at, "before_id": before_id, "limit": limit})
+            cur = await c.execute(
+                Q["dlq_list"],
+                {
+                    "tenant": tenant,
+                    "queue": queue,
+                    "type": job_type,
+                    "before_at": at,
+                    "before_id": before_id,
+                    "limit": limit,
+                },
+            )
             return [DeadLetter(*row) for row in await cur.fetchall()]
 
     async def get_dead_letter(self, dlq_id: UUID, tenant: str | None = None) -> DeadLetter | None:
@@ -204,12 +256,23 @@ class AdminStore:
         return await self._count(Q["dlq_purge"], {"days": days, "limit": limit})
 
     async def purge_finished(
-        self, days: int, prefixes: list[str], exclude: list[str], archive: bool,
+        self,
+        days: int,
+        prefixes: list[str],
+        exclude: list[str],
+        archive: bool,
         limit: int = 1000,
     ) -> int:
-        return await self._count(Q["finished_purge"], {
-            "days": days, "prefixes": prefixes, "exclude": exclude, "archive": archive,
-            "limit": limit})
+        return await self._count(
+            Q["finished_purge"],
+            {
+                "days": days,
+                "prefixes": prefixes,
+                "exclude": exclude,
+                "archive": archive,
+                "limit": limit,
+            },
+        )
 
     async def purge_expired_keys(self, limit: int = 1000) -> int:
         return await self._count(Q["idempotency_key_purge_expired"], {"limit": limit})
@@ -225,8 +288,9 @@ class AdminStore:
 
     async def upsert_worker(self, worker_id: str, host: str, pid: int, queues: list[str]) -> None:
         async with self.db.connection() as c:
-            await c.execute(Q["worker_upsert"],
-                            {"id": worker_id, "host": host, "pid": pid, "queues": queues})
+            await c.execute(
+                Q["worker_upsert"], {"id": worker_id, "host": host, "pid": pid, "queues": queues}
+            )
 
     async def delete_worker(self, worker_id: str) -> None:
         async with self.db.connection() as c:
@@ -240,3 +304,15 @@ class AdminStore:
         async with self.db.connection() as c:
             cur = await c.execute(Q["worker_list"])
             return [WorkerInfo(*row) for row in await cur.fetchall()]
+
+    async def bench_window(self, job_type: str) -> tuple[datetime | None, datetime | None, int]:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["bench_window"], {"type": job_type})
+            row = await cur.fetchone()
+            assert row is not None
+            return row[0], row[1], int(row[2])
+
+    async def bench_latencies(self, job_type: str) -> list[float]:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["bench_latencies"], {"type": job_type})
+            return [float(row[0]) for row in await cur.fetchall()]

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from queue_service.core.ids import uuid7
+from queue_service.core.ids import uuid7, uuid7_many
 from queue_service.core.jobs import ClaimedJob, NewJob
 from queue_service.errors import IdempotencyConflictError
 from queue_service.store.db import Conn, Database, json_text
@@ -90,8 +90,7 @@ class JobStore:
         duplicates: dict[int, int],
     ) -> list[Enqueued]:
         unique = [i for i in range(len(jobs)) if i not in duplicates]
-        cur = await conn.execute(Q["job_insert_many"], _insert_params(jobs, planned, unique))
-        inserted = {row[0] for row in await cur.fetchall()}
+        inserted = await self._insert(conn, jobs, planned, unique)
         resolved: dict[int, Enqueued] = {}
         missing: dict[str, list[int]] = {}
         for i in unique:
@@ -120,6 +119,49 @@ class JobStore:
             resolved[i] = Enqueued(resolved[first].job_id, False)
         return [resolved[i] for i in range(len(jobs))]
 
+    async def _insert(
+        self, conn: Conn, jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]
+    ) -> set[UUID]:
+        """Insert the chosen jobs; returns the ids that went in."""
+        if len(indexes) == 1:
+            cur = await conn.execute(
+                Q["job_insert_one"], _one_params(jobs[indexes[0]], ids[indexes[0]])
+            )
+            return {row[0] for row in await cur.fetchall()}
+        # Keyless jobs that run now need no conflict handling: COPY them.
+        bulk = [i for i in indexes if jobs[i].idempotency_key is None and jobs[i].runs_now]
+        in_bulk = set(bulk)
+        rest = [i for i in indexes if i not in in_bulk]
+        inserted: set[UUID] = set()
+        if bulk:
+            async with conn.cursor().copy(Q["job_copy_immediate"]) as copy:
+                for i in bulk:
+                    job = jobs[i]
+                    await copy.write_row(
+                        (
+                            ids[i],
+                            job.tenant_id,
+                            job.queue,
+                            job.type,
+                            job.priority,
+                            json_text(job.data),
+                            job.max_attempts,
+                            job.max_stalled,
+                            job.lease_seconds,
+                            job.created_by,
+                            job.request_id,
+                            None if job.trace_context is None else json_text(job.trace_context),
+                        )
+                    )
+            await conn.execute(
+                Q["jobs_notify_queues"], {"queues": sorted({jobs[i].queue for i in bulk})}
+            )
+            inserted.update(ids[i] for i in bulk)
+        if rest:
+            cur = await conn.execute(Q["job_insert_many"], _insert_params(jobs, ids, rest))
+            inserted.update(row[0] for row in await cur.fetchall())
+        return inserted
+
     async def claim(
         self, queue: str, types: Sequence[str], limit: int, worker_id: str
     ) -> list[ClaimedJob]:
@@ -133,9 +175,18 @@ class JobStore:
         rows.sort(key=lambda r: (r[12], r[13], r[0]))
         return [
             ClaimedJob(
-                id=r[0], tenant_id=r[1], queue=r[2], type=r[3], data=r[4], attempt=r[5],
-                max_attempts=r[6], lease_token=r[7], lease_seconds=r[8], request_id=r[9],
-                trace_context=r[10], started_at=r[11],
+                id=r[0],
+                tenant_id=r[1],
+                queue=r[2],
+                type=r[3],
+                data=r[4],
+                attempt=r[5],
+                max_attempts=r[6],
+                lease_token=r[7],
+                lease_seconds=r[8],
+                request_id=r[9],
+                trace_context=r[10],
+                started_at=r[11],
             )
             for r in rows
         ]
@@ -159,8 +210,13 @@ class JobStore:
         async with self.db.connection() as c:
             cur = await c.execute(
                 Q["job_retry_later"],
-                {"id": job_id, "token": token, "delay": delay_seconds, "error": error,
-                 "worker": worker_id},
+                {
+                    "id": job_id,
+                    "token": token,
+                    "delay": delay_seconds,
+                    "error": error,
+                    "worker": worker_id,
+                },
             )
             return await cur.fetchone() is not None
 
@@ -184,8 +240,11 @@ class JobStore:
 
     async def release_many(self, items: Sequence[tuple[UUID, int]], worker_id: str) -> set[UUID]:
         """Give claimed jobs back to waiting; the attempt does not count."""
-        params = {"ids": [i[0] for i in items], "tokens": [i[1] for i in items],
-                  "worker": worker_id}
+        params = {
+            "ids": [i[0] for i in items],
+            "tokens": [i[1] for i in items],
+            "worker": worker_id,
+        }
         async with self.db.connection() as c:
             cur = await c.execute(Q["job_release_many"], params)
             return {row[0] for row in await cur.fetchall()}
@@ -213,8 +272,10 @@ class JobStore:
             if to_rescue:
                 cur = await c.execute(
                     Q["job_rescue_many"],
-                    {"ids": [e.id for e in to_rescue],
-                     "tokens": [e.lease_token for e in to_rescue]},
+                    {
+                        "ids": [e.id for e in to_rescue],
+                        "tokens": [e.lease_token for e in to_rescue],
+                    },
                 )
                 rescued = [row[0] for row in await cur.fetchall()]
         return RescueReport(rescued=rescued, failed=sorted(failed))
@@ -233,15 +294,20 @@ class IdempotencyRaceError(RuntimeError):
 
 def _stalled_error(e: ExpiredLease) -> str:
     if e.stalled_count >= e.max_stalled:
-        return (f"stalled {e.stalled_count + 1} times (max {e.max_stalled}): "
-                f"lease expired on worker {e.worker_id or '?'}")
-    return (f"stalled on its last attempt ({e.attempts}/{e.max_attempts}): "
-            f"lease expired on worker {e.worker_id or '?'}")
+        return (
+            f"stalled {e.stalled_count + 1} times (max {e.max_stalled}): "
+            f"lease expired on worker {e.worker_id or '?'}"
+        )
+    return (
+        f"stalled on its last attempt ({e.attempts}/{e.max_attempts}): "
+        f"lease expired on worker {e.worker_id or '?'}"
+    )
 
 
 def _plan_ids(jobs: Sequence[NewJob]) -> tuple[list[UUID], dict[int, int]]:
     """A new id per job; a key repeated within the batch maps to its first use."""
-    ids = [job.job_id or uuid7() for job in jobs]
+    fresh = uuid7_many(len(jobs))
+    ids = [job.job_id or new for job, new in zip(jobs, fresh, strict=True)]
     first_by_key: dict[tuple[str, str], int] = {}
     duplicates: dict[int, int] = {}
     for i, job in enumerate(jobs):
@@ -258,9 +324,30 @@ def _plan_ids(jobs: Sequence[NewJob]) -> tuple[list[UUID], dict[int, int]]:
     return ids, duplicates
 
 
-def _insert_params(
-    jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]
-) -> dict[str, Any]:
+def _one_params(job: NewJob, job_id: UUID) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "tenant": job.tenant_id,
+        "queue": job.queue,
+        "type": job.type,
+        "priority": job.priority,
+        "data": json_text(job.data),
+        "max_attempts": job.max_attempts,
+        "max_stalled": job.max_stalled,
+        "lease": job.lease_seconds,
+        "key": job.idempotency_key,
+        "ttl": job.idempotency_ttl_seconds,
+        "hash": job.payload_hash if job.idempotency_key else None,
+        "delay": job.delay_seconds,
+        "run_at": job.run_at,
+        "created_by": job.created_by,
+        "request_id": job.request_id,
+        "trace": None if job.trace_context is None else json_text(job.trace_context),
+        "replay_of": job.replay_of,
+    }
+
+
+def _insert_params(jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]) -> dict[str, Any]:
     chosen = [jobs[i] for i in indexes]
     return {
         "ids": [ids[i] for i in indexes],
@@ -274,12 +361,11 @@ def _insert_params(
         "leases": [j.lease_seconds for j in chosen],
         "keys": [j.idempotency_key for j in chosen],
         "ttls": [j.idempotency_ttl_seconds for j in chosen],
-        "hashes": [j.payload_hash for j in chosen],
+        "hashes": [j.payload_hash if j.idempotency_key else None for j in chosen],
         "delays": [j.delay_seconds for j in chosen],
         "run_ats": [j.run_at for j in chosen],
         "created_by": [j.created_by for j in chosen],
         "request_ids": [j.request_id for j in chosen],
-        "traces": [None if j.trace_context is None else json_text(j.trace_context)
-                   for j in chosen],
+        "traces": [None if j.trace_context is None else json_text(j.trace_context) for j in chosen],
         "replay_of": [j.replay_of for j in chosen],
     }

@@ -30,7 +30,8 @@ new_keys AS (
             created_at = now(), expires_at = EXCLUDED.expires_at
         WHERE k.expires_at <= now()
     RETURNING job_id
-)
+),
+inserted AS (
 INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
                   lease_seconds, idempotency_key, created_by, request_id, trace_context,
                   replay_of, run_at)
@@ -39,7 +40,50 @@ SELECT id, tenant_id, queue, type, priority, data::jsonb, max_attempts, max_stal
        replay_of, coalesce(run_at, now() + make_interval(secs => delay))
 FROM input
 WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM new_keys)
-RETURNING id
+RETURNING id, queue, run_at
+)
+-- The wake-up hint rides the insert: PostgreSQL delivers it at commit, so a
+-- rolled-back transactional enqueue wakes nobody, and it folds duplicates.
+SELECT id, CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue) END
+FROM inserted
+
+-- name: job_insert_one
+-- Insert one job, the common case in one round trip: same rules as
+-- job_insert_many. Returns the id if inserted.
+WITH new_key AS (
+    INSERT INTO queue_idempotency_keys AS k (tenant_id, key, job_id, payload_hash, expires_at)
+    SELECT %(tenant)s, %(key)s, %(id)s, %(hash)s, now() + make_interval(secs => %(ttl)s)
+    WHERE %(key)s::text IS NOT NULL
+    ON CONFLICT (tenant_id, key) DO UPDATE
+        SET job_id = EXCLUDED.job_id, payload_hash = EXCLUDED.payload_hash,
+            created_at = now(), expires_at = EXCLUDED.expires_at
+        WHERE k.expires_at <= now()
+    RETURNING job_id
+),
+inserted AS (
+    INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+                      lease_seconds, idempotency_key, created_by, request_id, trace_context,
+                      replay_of, run_at)
+    SELECT %(id)s, %(tenant)s, %(queue)s, %(type)s, %(priority)s, %(data)s::jsonb,
+           %(max_attempts)s, %(max_stalled)s, %(lease)s, %(key)s, %(created_by)s,
+           %(request_id)s, %(trace)s::jsonb, %(replay_of)s,
+           coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s))
+    WHERE %(key)s::text IS NULL OR EXISTS (SELECT 1 FROM new_key)
+    RETURNING id, queue, run_at
+)
+SELECT id, CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue) END
+FROM inserted
+
+-- name: job_copy_immediate
+-- Bulk load keyless jobs that run now (COPY: the fastest way in); run_at and
+-- created_at take the database clock from their defaults.
+COPY jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+           lease_seconds, created_by, request_id, trace_context)
+FROM STDIN
+
+-- name: jobs_notify_queues
+-- Wake the workers of these queues when the transaction commits.
+SELECT pg_notify('queue_service_jobs', q) FROM unnest(%(queues)s::text[]) AS q
 
 -- name: idempotency_key_get_many
 -- The live keys a batch collided with: the job each names and its payload hash.
@@ -545,3 +589,14 @@ SELECT pg_advisory_unlock(%(lock)s)
 -- name: db_now
 -- The database clock.
 SELECT now()
+
+-- name: bench_window
+-- The benchmark's measure, on the database clock: first pick-up, last
+-- completion, and how many jobs of a type finished.
+SELECT min(started_at), max(finished_at), count(*)
+FROM finished_jobs WHERE type = %(type)s AND status = 'completed'
+
+-- name: bench_latencies
+-- Enqueue-to-start of each attempt of a type, in milliseconds.
+SELECT extract(epoch FROM started_at - created_at) * 1000
+FROM finished_jobs WHERE type = %(type)s AND status = 'completed'

@@ -7,6 +7,7 @@ one: DATABASE_LISTEN_URL when the main URL goes through PgBouncer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,10 @@ LEADER_LOCK_ID = 0x71732D6C65616400  # "qs-lead"
 # A half-open TCP connection must not keep a dead leader's lock or a deaf
 # listener alive for the kernel's two-hour default.
 KEEPALIVES: dict[str, Any] = {
-    "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
 }
 
 
@@ -41,7 +45,9 @@ class LeaderSession:
         if self._conn is not None and not self._conn.closed:
             return await self.still_held()
         conn = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, application_name="queue-service leader",
+            self._conninfo,
+            autocommit=True,
+            application_name="queue-service leader",
             **KEEPALIVES,
         )
         cur = await conn.execute(Q["leader_try_lock"], {"lock": LEADER_LOCK_ID})
@@ -67,10 +73,9 @@ class LeaderSession:
         conn, self._conn = self._conn, None
         if conn is None or conn.closed:
             return
-        try:
+        # If this fails the connection is going anyway, and the lock with it.
+        with contextlib.suppress(psycopg.Error):
             await conn.execute(Q["leader_unlock"], {"lock": LEADER_LOCK_ID})
-        except psycopg.Error:
-            pass  # the connection is going anyway, and the lock with it
         await conn.close()
 
 
@@ -83,7 +88,9 @@ class Listener:
 
     async def notifications(self) -> AsyncIterator[tuple[str, str]]:
         conn = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, application_name="queue-service listener",
+            self._conninfo,
+            autocommit=True,
+            application_name="queue-service listener",
             **KEEPALIVES,
         )
         try:

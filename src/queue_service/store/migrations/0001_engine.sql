@@ -152,18 +152,3 @@ CREATE TABLE workers (
     started_at    timestamptz NOT NULL DEFAULT now(),
     heartbeat_at  timestamptz NOT NULL DEFAULT now()
 );
-
--- Wake-up hint for idle workers. Statement-level, so a batch insert sends one
--- notification per queue; PostgreSQL delivers it at commit, so a rolled-back
--- transactional enqueue wakes nobody. Workers poll as well: a lost
--- notification only costs latency.
-CREATE FUNCTION jobs_notify_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('queue_service_jobs', q.queue)
-    FROM (SELECT DISTINCT queue FROM new_rows WHERE run_at <= now()) AS q;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER jobs_notify_insert AFTER INSERT ON jobs
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION jobs_notify_insert();

@@ -1,0 +1,234 @@
+"""`queue-service bench`: the engine's throughput and latency on a no-op job,
+in a scratch database, optionally beside the plain-SQL baseline loop run in
+the same minute against the same server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from queue_service.core.catalog import QueueConfig
+from queue_service.runtime.manager import EnqueueRequest
+from queue_service.runtime.service import Runtime, open_runtime
+from queue_service.runtime.worker import Worker
+from queue_service.settings import Settings
+from queue_service.store import baseline
+from queue_service.store.databases import create_database, drop_database
+from queue_service.store.migrate import apply_migrations
+
+Workload = Literal["enqueue-single", "enqueue-batch", "drain", "latency"]
+BENCH_DB = "queue_service_bench"
+BASELINE_DB = "queue_service_bench_raw"
+JOB_TYPE = "bench.noop"
+TENANT = "bench"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BenchOptions:
+    workload: Workload
+    jobs: int = 20_000
+    batch: int = 1000
+    concurrency: int = 10
+    prefetch: int | None = None  # None: concurrency * 9, the baseline's shape
+    rate: float = 200.0
+    duration: float = 10.0
+    baseline: bool = False
+    keep: bool = False
+
+    @property
+    def effective_prefetch(self) -> int:
+        return self.concurrency * 9 if self.prefetch is None else self.prefetch
+
+
+def run_bench(
+    settings: Settings, admin_conninfo: str, opts: BenchOptions, progress: Progress = lambda _: None
+) -> dict[str, Any]:
+    """Run one workload (and the baseline's equivalent); return the figures."""
+    report: dict[str, Any] = {"workload": opts.workload, "server": _server_version(admin_conninfo)}
+    if opts.baseline and opts.workload != "latency":
+        progress("baseline: plain-SQL loop")
+        raw = create_database(admin_conninfo, BASELINE_DB)
+        try:
+            report["baseline_rate"] = _baseline(raw, opts)
+        finally:
+            if not opts.keep:
+                drop_database(admin_conninfo, BASELINE_DB)
+    conninfo = create_database(admin_conninfo, BENCH_DB)
+    try:
+        apply_migrations(conninfo)
+        progress(f"queue-service: {opts.workload}")
+        report |= asyncio.run(_ours(settings, conninfo, opts, progress))
+    finally:
+        if not opts.keep:
+            drop_database(admin_conninfo, BENCH_DB)
+    if "baseline_rate" in report and report.get("rate"):
+        report["ratio_to_baseline"] = round(report["rate"] / report["baseline_rate"], 3)
+    return report
+
+
+def _server_version(conninfo: str) -> str:
+    import psycopg
+
+    with psycopg.connect(conninfo) as c:
+        row = c.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
+
+
+def _baseline(conninfo: str, opts: BenchOptions) -> float:
+    baseline.setup(conninfo)
+    if opts.workload == "enqueue-single":
+        return baseline.enqueue_single(conninfo, opts.jobs)
+    if opts.workload == "enqueue-batch":
+        return baseline.enqueue_batch(conninfo, opts.jobs, opts.batch)
+    baseline.enqueue_batch(conninfo, opts.jobs, 1000)
+    return asyncio.run(baseline.drain(conninfo, opts.jobs, opts.concurrency, 10))
+
+
+async def _ours(
+    settings: Settings, conninfo: str, opts: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    def tune(q: QueueConfig) -> QueueConfig:
+        if q.name != "bench":
+            return q
+        return replace(q, concurrency=opts.concurrency, prefetch=opts.effective_prefetch)
+
+    async with open_runtime(settings, conninfo, queue_overrides=tune) as rt:
+        if opts.workload == "enqueue-single":
+            return await _enqueue(rt, opts.jobs, 1)
+        if opts.workload == "enqueue-batch":
+            return await _enqueue(rt, opts.jobs, opts.batch)
+        if opts.workload == "drain":
+            await _enqueue(rt, opts.jobs, 1000)
+            progress(f"draining {opts.jobs} jobs")
+            return await _drain(rt, opts)
+        return await _latency(rt, conninfo, opts, progress)
+
+
+def _request(i: int) -> EnqueueRequest:
+    return EnqueueRequest(type=JOB_TYPE, data={"i": i}, tenant_id=TENANT, created_by="bench")
+
+
+async def _enqueue(rt: Runtime, n: int, batch: int) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    if batch == 1:
+        for i in range(n):
+            await rt.manager.enqueue(_request(i))
+    else:
+        for start in range(0, n, batch):
+            chunk = range(start, min(n, start + batch))
+            await rt.manager.enqueue_many([_request(i) for i in chunk])
+    elapsed = time.perf_counter() - t0
+    return {
+        "jobs": n,
+        "batch": batch,
+        "elapsed_s": round(elapsed, 3),
+        "rate": round(n / elapsed, 1),
+    }
+
+
+async def _drain(rt: Runtime, opts: BenchOptions) -> dict[str, Any]:
+    worker = Worker(
+        rt.manager, [rt.registry.queue("bench")], listen_conninfo=rt.conninfo, poll_interval=0.5
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    # A 10 ms poll of an in-process counter: the measure itself comes from
+    # the database's timestamps, so the poll adds nothing to it.
+    while worker.processed < opts.jobs and not task.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    stop.set()
+    await task
+    first, last, count = await rt.store.bench_window(JOB_TYPE)
+    if first is None or last is None:
+        raise RuntimeError("no benchmark job completed")
+    elapsed = (last - first).total_seconds()
+    return {
+        "jobs": count,
+        "concurrency": opts.concurrency,
+        "prefetch": opts.effective_prefetch,
+        "elapsed_s": round(elapsed, 3),
+        "rate": round(count / elapsed, 1),
+    }
+
+
+def _latency_worker(conninfo: str, concurrency: int, ready: Any) -> None:
+    """The worker process of the latency workload (spawned)."""
+    from queue_service.settings import load_settings
+
+    async def main() -> None:
+        settings = load_settings()
+
+        def tune(q: QueueConfig) -> QueueConfig:
+            return replace(q, concurrency=concurrency) if q.name == "bench" else q
+
+        async with open_runtime(settings, conninfo, queue_overrides=tune) as rt:
+            stop = asyncio.Event()
+            from queue_service.runtime.service import install_signal_handlers
+
+            install_signal_handlers(stop)
+            worker = Worker(
+                rt.manager, [rt.registry.queue("bench")], listen_conninfo=conninfo, grace_seconds=5
+            )
+            ready.set()
+            await worker.run(stop)
+
+    asyncio.run(main())
+
+
+async def _latency(
+    rt: Runtime, conninfo: str, opts: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_latency_worker, args=(conninfo, opts.concurrency, ready))
+    proc.start()
+    try:
+        if not await asyncio.to_thread(ready.wait, 60):
+            raise RuntimeError("the benchmark worker process did not start")
+        await asyncio.sleep(1.0)  # let it LISTEN and settle
+        total = int(opts.rate * opts.duration)
+        progress(f"producing {total} jobs at {opts.rate:g}/s for {opts.duration:g} s")
+        t0 = time.perf_counter()
+        late = 0
+        for i in range(total):
+            target = t0 + i / opts.rate
+            now = time.perf_counter()
+            if target > now:
+                await asyncio.sleep(target - now)
+            elif now - target > 0.005:
+                late += 1
+            await rt.manager.enqueue(_request(i))
+        achieved = total / (time.perf_counter() - t0)
+        deadline = time.monotonic() + 60
+        while (await rt.store.bench_window(JOB_TYPE))[2] < total:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the benchmark worker did not finish the jobs in time")
+            await asyncio.sleep(0.05)
+    finally:
+        proc.terminate()
+        await asyncio.to_thread(proc.join, 30)
+    lat = sorted(await rt.store.bench_latencies(JOB_TYPE))
+    return {
+        "jobs": len(lat),
+        "rate_target": opts.rate,
+        "rate_achieved": round(achieved, 1),
+        "late_sends": late,
+        "concurrency": opts.concurrency,
+        "p50_ms": _pct(lat, 50),
+        "p95_ms": _pct(lat, 95),
+        "p99_ms": _pct(lat, 99),
+        "max_ms": round(lat[-1], 2),
+        "mean_ms": round(statistics.fmean(lat), 2),
+    }
+
+
+def _pct(sorted_values: list[float], p: float) -> float:
+    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
+    return round(sorted_values[k], 2)

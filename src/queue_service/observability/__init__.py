@@ -1,0 +1,1 @@
+"""Observability: structured JSON logging with PII and secret redaction."""
