@@ -1,0 +1,62 @@
+"""Engine fixtures: a runtime on a fresh database with the test job types,
+and an in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+import pytest
+
+from queue_service.runtime.service import Runtime, open_runtime
+from queue_service.runtime.worker import Worker
+from queue_service.settings import Settings
+from tests.support.processors import LEDGER_DDL, PROCESSORS
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    return Settings(
+        database_url=database_url,  # type: ignore[arg-type]
+        queue_service_poll_interval_seconds=0.2,
+        queue_service_shutdown_grace_seconds=2,
+        **overrides,
+    )
+
+
+@pytest.fixture
+async def runtime(database_url: str) -> AsyncIterator[Runtime]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(LEDGER_DDL)
+    async with open_runtime(make_settings(database_url), database_url,
+                            extra_processors=PROCESSORS) as rt:
+        yield rt
+
+
+WorkerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def run_worker(runtime: Runtime) -> AsyncIterator[WorkerFactory]:
+    """Start in-process workers; each is stopped (drained) at the end of the test."""
+    running: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    @asynccontextmanager
+    async def _noop() -> AsyncIterator[None]:
+        yield
+
+    def start(queues: tuple[str, ...] = ("test",), **kwargs: Any) -> Worker:
+        kwargs.setdefault("listen_conninfo", runtime.conninfo)
+        kwargs.setdefault("poll_interval", 0.2)
+        kwargs.setdefault("grace_seconds", 2)
+        worker = Worker(runtime.manager, [runtime.registry.queue(q) for q in queues], **kwargs)
+        stop = asyncio.Event()
+        running.append((stop, asyncio.create_task(worker.run(stop))))
+        return worker
+
+    yield start
+    for stop, task in running:
+        stop.set()
+    await asyncio.gather(*(t for _, t in running))

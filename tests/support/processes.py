@@ -1,0 +1,57 @@
+"""Real worker processes for crash tests: start, signal, read their logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class ServiceProcess:
+    """`queue-service <command>` in a child process, logs to a file."""
+
+    def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log_path = Path(tempfile.mkstemp(prefix="qs-proc-", suffix=".log")[1])
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "QUEUE_SERVICE_PROCESSORS": "tests.support.processors:PROCESSORS",
+            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "QUEUE_SERVICE_POLL_INTERVAL_SECONDS": "0.2",
+            "QUEUE_SERVICE_LEADER_INTERVAL_SECONDS": "0.5",
+            "QUEUE_SERVICE_SHUTDOWN_GRACE_SECONDS": "5",
+            "QUEUE_SERVICE_AUTO_MIGRATE": "false",
+            "QUEUE_SERVICE_LOG_LEVEL": "info",
+            **(env or {}),
+        }
+        self._log = self.log_path.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "queue_service.cli", *args],
+            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._log.close()
+        return code
+
+    def logs(self) -> str:
+        return self.log_path.read_text("utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()

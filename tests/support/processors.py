@@ -1,0 +1,106 @@
+"""Job types the tests register, through the same plug-in mechanism a team
+would use (QUEUE_SERVICE_PROCESSORS=tests.support.processors:PROCESSORS)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from queue_service.core.catalog import QueueConfig
+from queue_service.core.retry import RetryPolicy
+from queue_service.errors import PermanentError, RetryableError
+from queue_service.processors.base import Payload, processor
+from queue_service.runtime.context import JobContext
+from queue_service.runtime.manager import EnqueueRequest
+
+TEST_QUEUE = QueueConfig("test", concurrency=5)
+FAST_RETRY = RetryPolicy(3, "fixed", 0.05, 0.05, jitter=False)
+
+# The ledger: one row per *completed* effect, written in the transaction that
+# completes the job, so exactly-once shows as exactly one row.
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS test_ledger (
+    job_id uuid NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+)
+"""
+
+
+class EchoPayload(Payload):
+    value: Any = None
+
+
+class FailPayload(Payload):
+    mode: str  # "retryable" | "permanent" | "crash" | "flaky"
+    succeed_on: int = 0
+
+
+class SleepPayload(Payload):
+    seconds: float
+    tag: str | None = None
+
+
+@processor("test.echo", payload=EchoPayload, queue="test")
+async def echo(ctx: JobContext, p: EchoPayload) -> dict[str, Any]:
+    return {"echo": p.value, "attempt": ctx.attempt}
+
+
+@processor("test.fail", payload=FailPayload, queue="test", retry=FAST_RETRY)
+async def fail(ctx: JobContext, p: FailPayload) -> dict[str, int]:
+    if p.mode == "flaky" and ctx.attempt >= p.succeed_on:
+        return {"succeeded_on": ctx.attempt}
+    if p.mode == "permanent":
+        raise PermanentError("card declined", reason="card_declined")
+    if p.mode == "crash":
+        raise ZeroDivisionError("a bug in the handler")
+    raise RetryableError(f"upstream 503 on attempt {ctx.attempt}")
+
+
+@processor("test.sleep", payload=SleepPayload, queue="test", lease_seconds=2,
+           timeout_seconds=30, max_stalled=3, retry=FAST_RETRY)
+async def sleep_then_record(ctx: JobContext, p: SleepPayload) -> None:
+    """Sleep, then record the effect and complete in one transaction."""
+    await asyncio.sleep(p.seconds)
+    async with ctx.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO test_ledger (job_id, attempt, worker_id) VALUES (%(id)s, %(a)s, %(w)s)",
+            {"id": ctx.job.id, "a": ctx.attempt, "w": ctx.worker_id},
+        )
+
+
+@processor("test.timeout", payload=SleepPayload, queue="test", timeout_seconds=0.3,
+           retry=RetryPolicy(2, "fixed", 0.05, 0.05, jitter=False))
+async def too_slow(ctx: JobContext, p: SleepPayload) -> None:
+    await asyncio.sleep(p.seconds)
+
+
+class ChainPayload(Payload):
+    fail_after_enqueue: bool = False
+
+
+@processor("test.chain", payload=ChainPayload, queue="test", retry=FAST_RETRY)
+async def chain(ctx: JobContext, p: ChainPayload) -> None:
+    """Enqueue a follow-up in the completing transaction (JobCompleteTx)."""
+    async with ctx.transaction() as tx:
+        await tx.enqueue(EnqueueRequest(type="test.echo", data={"value": "follow-up"},
+                                        tenant_id=ctx.job.tenant_id))
+        if p.fail_after_enqueue and ctx.attempt == 1:
+            raise RetryableError("failed after enqueueing the follow-up")
+
+
+CAPPED_RUNNING = {"now": 0, "max": 0}
+
+
+@processor("test.capped", payload=SleepPayload, queue="test", concurrency=2)
+async def capped(ctx: JobContext, p: SleepPayload) -> None:
+    CAPPED_RUNNING["now"] += 1
+    CAPPED_RUNNING["max"] = max(CAPPED_RUNNING["max"], CAPPED_RUNNING["now"])
+    try:
+        await asyncio.sleep(p.seconds)
+    finally:
+        CAPPED_RUNNING["now"] -= 1
+
+
+PROCESSORS = [TEST_QUEUE, echo, fail, sleep_then_record, too_slow, chain, capped]
