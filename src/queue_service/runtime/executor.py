@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import orjson
@@ -42,6 +43,8 @@ class Attempt:
 
     job: ClaimedJob
     task: asyncio.Task[Outcome] | None = None
+    # When the lease was last extended (monotonic): claimed counts as renewed.
+    renewed_at: float = field(default_factory=time.monotonic)
     stop_reason: StopReason | None = None
     cancel_detail: str = "cancelled on request"
 

@@ -40,6 +40,8 @@ log = structlog.get_logger("queue_service.worker")
 # A write that keeps failing for this long is abandoned: by then the lease
 # has expired and the rescuer owns the job, so nothing is lost.
 WRITE_DEADLINE_SECONDS = 600.0
+HEARTBEAT_TICK_SECONDS = 0.25
+WORKER_REGISTER_SECONDS = 10.0
 
 
 def make_worker_id() -> str:
@@ -216,36 +218,36 @@ class Worker:
             )
         )
 
-    def _heartbeat_interval(self) -> float:
-        leases = [a.job.lease_seconds for a in self._attempts()]
-        return max(0.5, min(5.0, min(leases, default=15) / 3))
-
     async def _heartbeat_loop(self) -> None:
+        """Extend leases a third of the way through them, all in one statement."""
         last_register = time.monotonic()
         while True:
-            await asyncio.sleep(self._heartbeat_interval())
+            await asyncio.sleep(HEARTBEAT_TICK_SECONDS)
+            now = time.monotonic()
             held = {a.job.id: a for a in self._attempts()}
+            due = any(now - a.renewed_at >= a.job.lease_seconds / 3 for a in held.values())
             try:
-                alive = (
-                    await self.store.heartbeat_many(
-                        [(a.job.id, a.job.lease_token) for a in held.values()]
-                    )
-                    if held
-                    else {}
-                )
-                if time.monotonic() - last_register > 10:
+                if due:
+                    alive = await self.store.heartbeat_many(
+                        [(a.job.id, a.job.lease_token) for a in held.values()])
+                    self._after_heartbeat(held, alive, now)
+                if now - last_register > WORKER_REGISTER_SECONDS:
                     await self._register()
-                    last_register = time.monotonic()
+                    last_register = now
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 log.warning("heartbeat failed", error=str(exc))
+
+    def _after_heartbeat(self, held: dict[UUID, Attempt], alive: dict[UUID, bool],
+                         renewed_at: float) -> None:
+        for job_id, attempt in held.items():
+            if job_id not in alive:
+                self._lost(attempt)
                 continue
-            for job_id, attempt in held.items():
-                if job_id not in alive:
-                    self._lost(attempt)
-                elif alive[job_id]:
-                    self.cancel(job_id)
+            attempt.renewed_at = renewed_at
+            if alive[job_id]:
+                self.cancel(job_id)
 
     def _lost(self, attempt: Attempt) -> None:
         if attempt.task is not None:
