@@ -164,6 +164,9 @@ def _latency_worker(conninfo: str, concurrency: int, ready: Any) -> None:
 
     async def main() -> None:
         settings = load_settings()
+        from queue_service.observability.logging import configure_logging
+
+        configure_logging("warning")
 
         def tune(q: QueueConfig) -> QueueConfig:
             return replace(q, concurrency=concurrency) if q.name == "bench" else q

