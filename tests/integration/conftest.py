@@ -19,7 +19,7 @@ from tests.support.processors import LEDGER_DDL, PROCESSORS
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     return Settings(
-        database_url=database_url,  # type: ignore[arg-type]
+        database_url=database_url,
         queue_service_poll_interval_seconds=0.2,
         queue_service_shutdown_grace_seconds=2,
         **overrides,
@@ -30,8 +30,9 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
 async def runtime(database_url: str) -> AsyncIterator[Runtime]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(LEDGER_DDL)
-    async with open_runtime(make_settings(database_url), database_url,
-                            extra_processors=PROCESSORS) as rt:
+    async with open_runtime(
+        make_settings(database_url), database_url, extra_processors=PROCESSORS
+    ) as rt:
         yield rt
 
 
@@ -57,6 +58,6 @@ async def run_worker(runtime: Runtime) -> AsyncIterator[WorkerFactory]:
         return worker
 
     yield start
-    for stop, task in running:
+    for stop, _ in running:
         stop.set()
     await asyncio.gather(*(t for _, t in running))

@@ -14,8 +14,9 @@ from queue_service.runtime.service import Runtime
 
 
 def keyed(value: object, key: str = "order-42", tenant: str = "t1") -> EnqueueRequest:
-    return EnqueueRequest(type="test.echo", data={"value": value}, tenant_id=tenant,
-                          idempotency_key=key)
+    return EnqueueRequest(
+        type="test.echo", data={"value": value}, tenant_id=tenant, idempotency_key=key
+    )
 
 
 async def test_a_thousand_concurrent_identical_enqueues_make_exactly_one_job(

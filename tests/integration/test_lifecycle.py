@@ -50,7 +50,9 @@ async def test_claims_take_lower_priority_numbers_first_then_oldest_run_at(
 ) -> None:
     base = datetime.now(UTC) - timedelta(minutes=5)
     low = await runtime.manager.enqueue(echo("low", priority=7, run_at=base))
-    late = await runtime.manager.enqueue(echo("late", priority=1, run_at=base + timedelta(seconds=2)))
+    late = await runtime.manager.enqueue(
+        echo("late", priority=1, run_at=base + timedelta(seconds=2))
+    )
     early = await runtime.manager.enqueue(echo("early", priority=1, run_at=base))
     future = await runtime.manager.enqueue(echo("future", priority=1, delay_ms=60_000))
     claimed = await runtime.store.claim("test", ["test.echo"], 10, "w")
@@ -78,11 +80,14 @@ async def test_transactional_enqueue_rolled_back_leaves_no_job(runtime: Runtime)
     class Abort(Exception):
         pass
 
-    with pytest.raises(Abort):
+    async def enqueue_then_abort() -> None:
         async with runtime.db.transaction() as conn:
             await runtime.manager.enqueue(echo("ghost"), conn=conn)
             await runtime.manager.enqueue_many([echo(1), echo(2)], conn=conn)
             raise Abort
+
+    with pytest.raises(Abort):
+        await enqueue_then_abort()
     assert await runtime.store.queue_counts() == {}
     async with runtime.db.transaction() as conn:
         kept = await runtime.manager.enqueue(echo("kept"), conn=conn)
@@ -92,20 +97,43 @@ async def test_transactional_enqueue_rolled_back_leaves_no_job(runtime: Runtime)
 @pytest.mark.parametrize(
     ("request_", "error", "message"),
     [
-        (EnqueueRequest(type="test.ecko", data={}, tenant_id="t"), UnknownJobTypeError,
-         "did you mean 'test.echo'"),
-        (EnqueueRequest(type="test.echo", data={}, tenant_id="t", queue="tset"),
-         UnknownQueueError, "did you mean 'test'"),
-        (EnqueueRequest(type="test.echo", data={}, tenant_id="t", queue="background"),
-         EnqueueError, "runs on queue 'test'"),
-        (EnqueueRequest(type="test.fail", data={"mode": 3}, tenant_id="t"),
-         InvalidPayloadError, "data.mode"),
-        (EnqueueRequest(type="test.echo", data={}, tenant_id="t", priority=0),
-         EnqueueError, "priority"),
-        (EnqueueRequest(type="test.echo", data={}, tenant_id="t", delay_ms=5,
-                        run_at=datetime.now(UTC)), EnqueueError, "not both"),
-        (EnqueueRequest(type="test.echo", data={}, tenant_id="t", max_attempts=0),
-         EnqueueError, "max_attempts"),
+        (
+            EnqueueRequest(type="test.ecko", data={}, tenant_id="t"),
+            UnknownJobTypeError,
+            "did you mean 'test.echo'",
+        ),
+        (
+            EnqueueRequest(type="test.echo", data={}, tenant_id="t", queue="tset"),
+            UnknownQueueError,
+            "did you mean 'test'",
+        ),
+        (
+            EnqueueRequest(type="test.echo", data={}, tenant_id="t", queue="background"),
+            EnqueueError,
+            "runs on queue 'test'",
+        ),
+        (
+            EnqueueRequest(type="test.fail", data={"mode": 3}, tenant_id="t"),
+            InvalidPayloadError,
+            "data.mode",
+        ),
+        (
+            EnqueueRequest(type="test.echo", data={}, tenant_id="t", priority=0),
+            EnqueueError,
+            "priority",
+        ),
+        (
+            EnqueueRequest(
+                type="test.echo", data={}, tenant_id="t", delay_ms=5, run_at=datetime.now(UTC)
+            ),
+            EnqueueError,
+            "not both",
+        ),
+        (
+            EnqueueRequest(type="test.echo", data={}, tenant_id="t", max_attempts=0),
+            EnqueueError,
+            "max_attempts",
+        ),
     ],
 )
 async def test_bad_enqueues_are_refused_with_a_clear_message(
@@ -116,7 +144,9 @@ async def test_bad_enqueues_are_refused_with_a_clear_message(
     assert await runtime.store.queue_counts() == {}
 
 
-async def test_cancel_a_waiting_job_and_retry_it(runtime: Runtime, run_worker: WorkerFactory) -> None:
+async def test_cancel_a_waiting_job_and_retry_it(
+    runtime: Runtime, run_worker: WorkerFactory
+) -> None:
     done = await runtime.manager.enqueue(echo("x", delay_ms=60_000))
     assert await runtime.manager.cancel(done.job_id, "t1", "changed my mind") == "cancelled"
     job = await runtime.manager.get(done.job_id)
@@ -147,13 +177,15 @@ async def test_a_follow_up_enqueued_in_the_completing_transaction_exists_only_if
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
     first = await runtime.manager.enqueue(
-        EnqueueRequest(type="test.chain", data={"fail_after_enqueue": True}, tenant_id="t1"))
+        EnqueueRequest(type="test.chain", data={"fail_after_enqueue": True}, tenant_id="t1")
+    )
     run_worker()
 
     async def completed() -> bool:
         return (await runtime.manager.get(first.job_id)).status is JobStatus.COMPLETED
 
     await eventually(completed, what="the chain job")
+
     # Attempt 1 enqueued then failed: its follow-up rolled back with it.
     # Attempt 2 committed: exactly one follow-up exists.
     async def one_follow_up() -> bool:
@@ -171,9 +203,12 @@ async def test_a_job_type_never_runs_more_than_its_own_concurrency(
     from tests.support.processors import CAPPED_RUNNING
 
     CAPPED_RUNNING.update(now=0, max=0)
-    await runtime.manager.enqueue_many([
-        EnqueueRequest(type="test.capped", data={"seconds": 0.05}, tenant_id="t1")
-        for _ in range(12)])
+    await runtime.manager.enqueue_many(
+        [
+            EnqueueRequest(type="test.capped", data={"seconds": 0.05}, tenant_id="t1")
+            for _ in range(12)
+        ]
+    )
     run_worker()
 
     async def all_done() -> bool:

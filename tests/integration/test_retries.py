@@ -39,10 +39,17 @@ async def test_a_retryable_error_is_retried_until_attempts_run_out_then_dead_let
     assert "upstream 503 on attempt 3" in (failed.last_error or "")
     events = await runtime.store.job_events(done.job_id)
     assert [(e.event, e.attempt) for e in events] == [
-        ("retry_scheduled", 1), ("retry_scheduled", 2), ("failed", 3)]
+        ("retry_scheduled", 1),
+        ("retry_scheduled", 2),
+        ("failed", 3),
+    ]
     [dead] = await runtime.store.list_dead_letters("t1", 10)
     assert (dead.original_job_id, dead.queue, dead.type, dead.attempts) == (
-        done.job_id, "test", "test.fail", 3)
+        done.job_id,
+        "test",
+        "test.fail",
+        3,
+    )
     assert dead.data == {"mode": "retryable"} and dead.created_by == "u1"
     assert "upstream 503" in (dead.error or "")
 
@@ -103,8 +110,11 @@ async def test_a_job_longer_than_its_lease_is_kept_alive_by_heartbeats(
     try:
         done = await runtime.manager.enqueue(job("test.sleep", seconds=4.5))
         run_worker()
-        await eventually(lambda: _status_is(runtime, done.job_id, JobStatus.COMPLETED),
-                         timeout=15, what="the long job")
+        await eventually(
+            lambda: _status_is(runtime, done.job_id, JobStatus.COMPLETED),
+            timeout=15,
+            what="the long job",
+        )
     finally:
         leader_task.cancel()
         await asyncio.gather(leader_task, return_exceptions=True)
@@ -127,7 +137,9 @@ async def test_cancelling_an_active_job_stops_its_handler(
     cancelled = await runtime.manager.get(done.job_id)
     assert cancelled.last_error == "cancelled on request"
     assert [e.event for e in await runtime.store.job_events(done.job_id)] == [
-        "cancel_requested", "cancelled"]
+        "cancel_requested",
+        "cancelled",
+    ]
     assert await runtime.store.list_dead_letters("t1", 10) == []
 
 
@@ -141,7 +153,8 @@ async def test_a_dead_letter_replays_once_even_when_asked_concurrently(
 
     outcomes = await asyncio.gather(
         *(runtime.manager.replay_dead_letter(dead.id, "t1", "admin") for _ in range(10)),
-        return_exceptions=True)
+        return_exceptions=True,
+    )
     new_ids = [o for o in outcomes if isinstance(o, UUID)]
     assert len(new_ids) == 1
     assert all(isinstance(o, InvalidStateError) for o in outcomes if not isinstance(o, UUID))
@@ -176,5 +189,6 @@ async def test_a_stale_lease_token_cannot_finish_a_job(runtime: Runtime) -> None
     assert not await runtime.store.retry_later(first.id, first.lease_token, 0, "x", "w1")
     assert await runtime.store.finish_many([(first.id, first.lease_token, "x")], "failed") == set()
     assert await runtime.store.complete_many([(second.id, second.lease_token, "ok")]) == {
-        done.job_id}
+        done.job_id
+    }
     assert (await runtime.manager.get(done.job_id)).result == "ok"

@@ -32,7 +32,10 @@ class ServiceProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "queue_service.cli", *args],
-            env=full_env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
 
     @property

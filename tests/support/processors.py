@@ -58,8 +58,15 @@ async def fail(ctx: JobContext, p: FailPayload) -> dict[str, int]:
     raise RetryableError(f"upstream 503 on attempt {ctx.attempt}")
 
 
-@processor("test.sleep", payload=SleepPayload, queue="test", lease_seconds=2,
-           timeout_seconds=30, max_stalled=3, retry=FAST_RETRY)
+@processor(
+    "test.sleep",
+    payload=SleepPayload,
+    queue="test",
+    lease_seconds=2,
+    timeout_seconds=30,
+    max_stalled=3,
+    retry=FAST_RETRY,
+)
 async def sleep_then_record(ctx: JobContext, p: SleepPayload) -> None:
     """Sleep, then record the effect and complete in one transaction."""
     await asyncio.sleep(p.seconds)
@@ -70,8 +77,13 @@ async def sleep_then_record(ctx: JobContext, p: SleepPayload) -> None:
         )
 
 
-@processor("test.timeout", payload=SleepPayload, queue="test", timeout_seconds=0.3,
-           retry=RetryPolicy(2, "fixed", 0.05, 0.05, jitter=False))
+@processor(
+    "test.timeout",
+    payload=SleepPayload,
+    queue="test",
+    timeout_seconds=0.3,
+    retry=RetryPolicy(2, "fixed", 0.05, 0.05, jitter=False),
+)
 async def too_slow(ctx: JobContext, p: SleepPayload) -> None:
     await asyncio.sleep(p.seconds)
 
@@ -84,8 +96,11 @@ class ChainPayload(Payload):
 async def chain(ctx: JobContext, p: ChainPayload) -> None:
     """Enqueue a follow-up in the completing transaction (JobCompleteTx)."""
     async with ctx.transaction() as tx:
-        await tx.enqueue(EnqueueRequest(type="test.echo", data={"value": "follow-up"},
-                                        tenant_id=ctx.job.tenant_id))
+        await tx.enqueue(
+            EnqueueRequest(
+                type="test.echo", data={"value": "follow-up"}, tenant_id=ctx.job.tenant_id
+            )
+        )
         if p.fail_after_enqueue and ctx.attempt == 1:
             raise RetryableError("failed after enqueueing the follow-up")
 

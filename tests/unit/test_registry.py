@@ -52,7 +52,7 @@ def test_processors_load_from_module_attribute_paths() -> None:
 
 
 def test_a_bad_path_says_what_is_wrong() -> None:
-    with pytest.raises(RegistryError, match="cannot import 'nope.missing'"):
+    with pytest.raises(RegistryError, match=r"cannot import 'nope\.missing'"):
         load_registry(DEPS, paths=["nope.missing:X"], use_entry_points=False)
     with pytest.raises(RegistryError, match="has no attribute 'NOPE'"):
         load_registry(DEPS, paths=["tests.support.processors:NOPE"], use_entry_points=False)
@@ -79,11 +79,12 @@ def test_a_processor_on_an_unknown_queue_is_refused_with_a_suggestion() -> None:
 def test_unknown_job_types_suggest_the_closest_name() -> None:
     registry = Registry()
     registry.add(one)
-    with pytest.raises(UnknownJobTypeError, match="did you mean 'x.one'"):
+    with pytest.raises(UnknownJobTypeError, match=r"did you mean 'x\.one'"):
         registry.processor("x.on")
 
 
 def test_queue_overrides_tune_limits() -> None:
     registry = load_registry(
-        DEPS, queue_overrides=lambda q: QueueConfig(q.name, 3) if q.name == "money" else q)
+        DEPS, queue_overrides=lambda q: QueueConfig(q.name, 3) if q.name == "money" else q
+    )
     assert registry.queue("money").concurrency == 3

@@ -38,8 +38,13 @@ def test_each_strategy_waits_exactly_its_sequence_up_to_its_cap(
 
 
 def test_the_spec_attempt_budgets() -> None:
-    assert (MONEY_RETRY.max_attempts, MINT_RETRY.max_attempts, EMAIL_RETRY.max_attempts,
-            WEBHOOK_RETRY.max_attempts, DEFAULT_RETRY.max_attempts) == (5, 3, 3, 4, 3)
+    assert (
+        MONEY_RETRY.max_attempts,
+        MINT_RETRY.max_attempts,
+        EMAIL_RETRY.max_attempts,
+        WEBHOOK_RETRY.max_attempts,
+        DEFAULT_RETRY.max_attempts,
+    ) == (5, 3, 3, 4, 3)
     assert not EMAIL_RETRY.jitter and MONEY_RETRY.jitter
 
 
@@ -51,7 +56,7 @@ def test_jitter_keeps_between_half_and_all_of_the_delay() -> None:
 @given(attempt=st.integers(1, 10_000), factor=st.floats(0, 0.999999))
 def test_no_attempt_number_overflows_or_exceeds_the_cap(attempt: int, factor: float) -> None:
     for policy in (MONEY_RETRY, MINT_RETRY, EMAIL_RETRY, WEBHOOK_RETRY, DEFAULT_RETRY):
-        delay = policy.delay(attempt, lambda f=factor: f)
+        delay = policy.delay(attempt, lambda: factor)
         assert 0 <= delay <= policy.max_seconds
 
 

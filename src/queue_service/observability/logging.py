@@ -34,9 +34,11 @@ _HANDLER_NAME: Final = "queue_service.observability"
 _LEADING_KEYS: Final = ("timestamp", "level", "logger", "event")
 # Attributes every LogRecord has, plus ones other formatters add to it in place;
 # anything else on a record came from ``extra=`` and belongs in the event.
-_RECORD_ATTRIBUTES: Final = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", (), None))
-) | {"message", "asctime", "taskName"}
+_RECORD_ATTRIBUTES: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
 class RedactionProcessor:

@@ -273,9 +273,7 @@ _KEY_RULES: Final = (
     (_Kind.PHONE, re.compile(r"(?:^|_)(?:phone|phone_number|mobile|msisdn)$")),
     (
         _Kind.EMAIL,
-        re.compile(
-            r"(?:^|_)(?:emails?|email_address)$|^(?:to|cc|bcc|reply_to|recipients?)$"
-        ),
+        re.compile(r"(?:^|_)(?:emails?|email_address)$|^(?:to|cc|bcc|reply_to|recipients?)$"),
     ),
 )
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -381,8 +379,10 @@ def _redact_items(
 
 
 def _redact_sequence(
-    kind: _Kind, value: list[object] | tuple[object, ...] | set[object] | frozenset[object],
-    walk: _Walk, depth: int,
+    kind: _Kind,
+    value: list[object] | tuple[object, ...] | set[object] | frozenset[object],
+    walk: _Walk,
+    depth: int,
 ) -> object:
     # Elements inherit the key's rule: a list under "to" holds addresses.
     items = [_redact_node(kind, item, walk, depth + 1) for item in value]

@@ -229,7 +229,8 @@ class Worker:
             try:
                 if due:
                     alive = await self.store.heartbeat_many(
-                        [(a.job.id, a.job.lease_token) for a in held.values()])
+                        [(a.job.id, a.job.lease_token) for a in held.values()]
+                    )
                     self._after_heartbeat(held, alive, now)
                 if now - last_register > WORKER_REGISTER_SECONDS:
                     await self._register()
@@ -239,8 +240,9 @@ class Worker:
                     raise
                 log.warning("heartbeat failed", error=str(exc))
 
-    def _after_heartbeat(self, held: dict[UUID, Attempt], alive: dict[UUID, bool],
-                         renewed_at: float) -> None:
+    def _after_heartbeat(
+        self, held: dict[UUID, Attempt], alive: dict[UUID, bool], renewed_at: float
+    ) -> None:
         for job_id, attempt in held.items():
             if job_id not in alive:
                 self._lost(attempt)

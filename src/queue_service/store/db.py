@@ -22,6 +22,11 @@ set_json_loads(orjson.loads)
 set_json_dumps(orjson.dumps)
 
 
+# Long enough to ride out a restart or a failover; short enough that the pool's
+# doubling delay never leaves a recovered database unused for more than ~30 s.
+RECONNECT_TIMEOUT_SECONDS = 60.0
+
+
 def json_text(value: Any) -> str:
     """Serialise for a ``::text::jsonb`` parameter (faster than per-row adapters)."""
     return orjson.dumps(value).decode()
@@ -54,7 +59,11 @@ class Database:
             kwargs=kwargs,
             configure=_configure,
             open=False,
-            reconnect_timeout=0,  # keep retrying: a database restart is not fatal
+            # How long the pool itself keeps reconnecting (backing off 1, 2, 4... s)
+            # while callers wait for a connection. 0 would mean "give up after one
+            # retry": callers then sat out the whole getconn timeout (30 s) after the
+            # database came back. Past this, each caller's own retry starts a new round.
+            reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
             name="queue-service",
         )
 
