@@ -130,6 +130,11 @@ async def test_transactional_enqueue_rolled_back_leaves_no_job(runtime: Runtime)
             "not both",
         ),
         (
+            EnqueueRequest(type="test.echo", data={"value": "a\x00b"}, tenant_id="t"),
+            InvalidPayloadError,
+            "NUL",
+        ),
+        (
             EnqueueRequest(type="test.echo", data={}, tenant_id="t", max_attempts=0),
             EnqueueError,
             "max_attempts",
@@ -216,3 +221,19 @@ async def test_a_job_type_never_runs_more_than_its_own_concurrency(
 
     await eventually(all_done, what="12 capped jobs")
     assert CAPPED_RUNNING["max"] == 2
+
+
+async def test_a_result_postgres_cannot_store_does_not_block_other_acknowledgements(
+    runtime: Runtime, run_worker: WorkerFactory
+) -> None:
+    bad = await runtime.manager.enqueue(EnqueueRequest(type="test.nul", data={}, tenant_id="t1"))
+    good = await runtime.manager.enqueue_many([echo(i) for i in range(20)])
+    run_worker()
+
+    async def all_done() -> bool:
+        return (await runtime.store.queue_counts("t1"))["test"].completed == 21
+
+    await eventually(all_done, what="21 completions")
+    job = await runtime.manager.get(bad.job_id)
+    assert (job.status, job.result) == (JobStatus.COMPLETED, None)
+    assert (await runtime.manager.get(good[0].job_id)).result == {"echo": 0, "attempt": 1}

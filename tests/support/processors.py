@@ -118,4 +118,10 @@ async def capped(ctx: JobContext, p: SleepPayload) -> None:
         CAPPED_RUNNING["now"] -= 1
 
 
-PROCESSORS = [TEST_QUEUE, echo, fail, sleep_then_record, too_slow, chain, capped]
+@processor("test.nul", payload=EchoPayload, queue="test")
+async def nul_result(ctx: JobContext, p: EchoPayload) -> str:
+    """A result PostgreSQL's jsonb refuses (a NUL character)."""
+    return "a\x00b"
+
+
+PROCESSORS = [TEST_QUEUE, echo, fail, sleep_then_record, too_slow, chain, capped, nul_result]

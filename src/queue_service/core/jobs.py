@@ -103,6 +103,7 @@ class NewJob:
     trace_context: dict[str, str] | None = None
     replay_of: UUID | None = None
     job_id: UUID | None = None  # chosen by the caller when it must know it first
+    data_json: str | None = None  # ``data`` already serialised, when the caller has it
 
     @property
     def payload_hash(self) -> str:

@@ -47,18 +47,41 @@ class Completer:
                 done = await self._store.complete_many([(i, t, r) for i, t, r, _ in batch])
             except Exception as exc:
                 if not is_transient(exc):
-                    raise
-                # Keep the batch: the jobs are done and must be acknowledged.
-                self._pending[:0] = batch
-                self._ready.set()
-                await backoff.wait(log, "acknowledging completed jobs", exc)
-                continue
+                    done = await self._one_by_one(batch)
+                else:
+                    # Keep the batch: the jobs are done and must be acknowledged.
+                    self._pending[:0] = batch
+                    self._ready.set()
+                    await backoff.wait(log, "acknowledging completed jobs", exc)
+                    continue
             backoff.reset()
             for job_id, _, _, future in batch:
                 if not future.done():
                     future.set_result(job_id in done)
             if not self._pending:
                 self._idle.set()
+
+    async def _one_by_one(
+        self, batch: list[tuple[UUID, int, Any, asyncio.Future[bool]]]
+    ) -> set[UUID]:
+        """A batch PostgreSQL refused (a result it cannot store, such as a NUL
+        character): acknowledge each alone, without the result if need be,
+        so one bad result cannot hold the others back."""
+        done: set[UUID] = set()
+        for job_id, token, result, _ in batch:
+            for attempt_result in (result, None):
+                try:
+                    done |= await self._store.complete_many([(job_id, token, attempt_result)])
+                    break
+                except Exception as exc:
+                    if is_transient(exc):
+                        raise
+                    log.error(
+                        "job result could not be stored; completing without it",
+                        job_id=str(job_id),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+        return done
 
     async def drain(self) -> None:
         """Wait until everything submitted has been flushed."""

@@ -116,7 +116,9 @@ def _describe(exc: BaseException, kind: str | None = None) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if kind:
         text = f"{kind}: {text}"
-    return text[:MAX_ERROR_CHARS]
+    # PostgreSQL text cannot hold NUL; an error message must never make the
+    # outcome unwritable.
+    return text[:MAX_ERROR_CHARS].replace("\x00", "\\0")
 
 
 def _completed(result: Any) -> Outcome:

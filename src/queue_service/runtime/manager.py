@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 from pydantic import ValidationError
 
 from queue_service.core.catalog import SYSTEM_TENANT
@@ -78,8 +79,15 @@ class JobManager:
             )
         try:
             payload = proc.parse(request.data)
+            data_json = orjson.dumps(request.data).decode()
         except ValidationError as exc:
             raise InvalidPayloadError(format_validation_error(exc)) from None
+        except TypeError as exc:
+            raise InvalidPayloadError(f"data is not JSON-serialisable: {exc}") from None
+        if "\\u0000" in data_json:
+            raise InvalidPayloadError(
+                "data contains a NUL character (\\u0000), which PostgreSQL cannot store"
+            )
         priority = opts.priority if request.priority is None else request.priority
         if not 1 <= priority <= 10:
             raise EnqueueError("priority must be between 1 (first) and 10 (last)")
@@ -105,6 +113,7 @@ class JobManager:
             type=request.type,
             # Stored as given: the processor parses it with the same model.
             data=request.data,
+            data_json=data_json,
             priority=priority,
             max_attempts=max_attempts,
             max_stalled=opts.max_stalled,

@@ -129,7 +129,8 @@ class QueueRunner:
         self._owned_by_type[job.type] += 1
 
     def _start_ready(self) -> None:
-        while self._buffer and self._running < self.queue.concurrency:
+        # While draining, nothing new starts: buffered jobs are released.
+        while self._buffer and self._running < self.queue.concurrency and not self._stopping:
             attempt = self._buffer.popleft()
             self._running += 1
             attempt.task = asyncio.create_task(self._executor.execute(attempt))

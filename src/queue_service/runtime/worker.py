@@ -99,7 +99,7 @@ class Worker:
         )
         crashed = [t for t in done if t is not stopper and t.exception() is not None]
         try:
-            await self._drain()
+            await self._drain(tasks)
         finally:
             for task in [stopper, *tasks, *helpers]:
                 task.cancel()
@@ -110,11 +110,13 @@ class Worker:
         if crashed:
             raise crashed[0].exception()  # type: ignore[misc]
 
-    async def _drain(self) -> None:
+    async def _drain(self, runner_loops: list[asyncio.Task[None]]) -> None:
         """Stop claiming, let running work finish within the grace period,
         then interrupt the rest and give every unfinished job back."""
         for runner in self.runners.values():
             runner.stop_claiming()
+        # A claim in flight lands in the buffer: let it, then release it too.
+        await asyncio.wait(runner_loops, timeout=10)
         buffered = [a for r in self.runners.values() for a in r.take_buffered()]
         if buffered:
             await self._write(
@@ -144,7 +146,7 @@ class Worker:
         held = True
         if isinstance(outcome, Completed):
             held = await self.completer.submit(job.id, job.lease_token, outcome.result)
-            self.processed += 1
+            self.processed += held
         elif isinstance(outcome, Retry):
             log.info(
                 "attempt failed, will retry",
