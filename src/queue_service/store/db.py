@@ -24,7 +24,7 @@ set_json_dumps(orjson.dumps)
 
 # Long enough to ride out a restart or a failover; short enough that the pool's
 # doubling delay never leaves a recovered database unused for more than ~30 s.
-RECONNECT_TIMEOUT_SECONDS = 0.0
+RECONNECT_TIMEOUT_SECONDS = 60.0
 
 
 def json_text(value: Any) -> str:
