@@ -33,7 +33,7 @@ from queue_service.runtime.executor import Attempt, Executor
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.runner import QueueRunner
 from queue_service.store.jobs import FinalStatus
-from queue_service.store.session import CONTROL_CHANNEL, JOBS_CHANNEL, Listener
+from queue_service.store.session import CONTROL_CHANNEL, JOBS_CHANNEL, LISTENING, Listener
 
 log = structlog.get_logger("queue_service.worker")
 
@@ -284,18 +284,20 @@ class Worker:
         while True:
             try:
                 async for channel, payload in listener.notifications():
-                    backoff.reset()
+                    if channel == LISTENING:
+                        backoff.reset()
                     self._on_notification(channel, payload)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 await backoff.wait(log, "listening for notifications", exc)
-            # Anything sent while we were deaf is found by claiming now.
-            for runner in self.runners.values():
-                runner.notify()
 
     def _on_notification(self, channel: str, payload: str) -> None:
-        if channel == JOBS_CHANNEL:
+        if channel == LISTENING:
+            # Anything sent while we were deaf is found by claiming now.
+            for each in self.runners.values():
+                each.notify()
+        elif channel == JOBS_CHANNEL:
             runner = self.runners.get(payload)
             if runner is not None:
                 runner.notify()

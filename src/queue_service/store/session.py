@@ -18,6 +18,7 @@ from queue_service.store.queries import Q
 
 JOBS_CHANNEL = "queue_service_jobs"
 CONTROL_CHANNEL = "queue_service_control"
+LISTENING = ""  # the pseudo-channel Listener yields once LISTEN is in place
 LEADER_LOCK_ID = 0x71732D6C65616400  # "qs-lead"
 # A half-open TCP connection must not keep a dead leader's lock or a deaf
 # listener alive for the kernel's two-hour default.
@@ -96,6 +97,9 @@ class Listener:
         try:
             for channel in self._channels:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+            # Tell the caller it is listening: whatever was sent before is
+            # found by claiming now.
+            yield LISTENING, ""
             async for note in conn.notifies():
                 yield note.channel, note.payload
         finally:
