@@ -1,7 +1,8 @@
-"""Load the named statements of queries.sql as LiteralStrings.
+"""Load the named statements of ``store/sql/*.sql`` as LiteralStrings.
 
-Statements are only ever read from the packaged file, never built from
+Statements are only ever read from the packaged files, never built from
 strings at run time, so every query the store runs is one a reviewer read.
+Each file groups a concern (engine.sql, auth.sql, ...); names are global.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 
 
 def load_queries() -> dict[str, LiteralString]:
-    text = resources.files("queue_service.store").joinpath("queries.sql").read_text("utf-8")
-    parts = _HEADER.split(text)
     queries: dict[str, LiteralString] = {}
-    # parts: [preamble, name1, body1, name2, body2, ...]
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in queries:
-            raise ValueError(f"queries.sql defines {name!r} twice")
-        queries[name] = cast("LiteralString", body.strip())
+    files = sorted(
+        (f for f in resources.files("queue_service.store.sql").iterdir()
+         if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    for file in files:
+        parts = _HEADER.split(file.read_text("utf-8"))
+        # parts: [preamble, name1, body1, name2, body2, ...]
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in queries:
+                raise ValueError(f"statement {name!r} is defined twice (again in {file.name})")
+            queries[name] = cast("LiteralString", body.strip())
     return queries
 
 

@@ -1,4 +1,4 @@
--- Every statement queue-service runs, one named statement each.
+-- The engine's statements: jobs, queues, DLQ, retention, workers, leader.
 -- `-- name: x` starts a statement; the line after it says what it does.
 -- Every time decision uses the database clock (now()), never a process's.
 
