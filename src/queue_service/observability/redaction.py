@@ -1,55 +1,50 @@
 """PII and secret redaction for log output: pure functions that never raise.
 
-Free text (:func:`redact_text`). The rules run in this order, so that a
-credential is removed whole before a later rule could mask only part of it:
+:func:`redact_text` applies these rules to free text, in this order, so that a
+credential is removed whole before a later rule could mask part of it:
 
 1. URI credentials: ``scheme://user:pw@host`` -> ``scheme://user:***@host``.
 2. ``Authorization: <scheme> <credentials>`` -> ``Authorization: <scheme> [redacted]``.
-3. ``Bearer <token>`` -> ``Bearer [redacted]``, when the token has 8+ characters
-   including a digit, or 20+ characters ("the ticket bearer changed" survives).
-4. ``key=value`` or ``key: value`` where the key is, or ends in ``_``/``-`` plus,
-   password, passwd, pwd, secret, token, api key, private/secret/access key,
-   credential(s), cvc or cvv -> ``key=[redacted]``.
-5. JWTs: ``eyJ`` and base64url, three to five dot-separated segments -> ``[jwt]``.
+3. ``Bearer <token>`` -> ``Bearer [redacted]`` if the token has 8+ characters with
+   a digit, or 20+ characters ("the ticket bearer changed" survives).
+4. ``key=value`` / ``key: value`` for password, passwd, pwd, secret, token, api key,
+   private/secret/access key, credential(s), cvc, cvv (also after ``_`` or ``-``)
+   -> ``key=[redacted]``.
+5. JWTs (``eyJ`` + base64url, 3-5 dot-separated segments) -> ``[jwt]``.
 6. ``sk_live_``, ``sk_test_``, ``rk_live_``, ``rk_test_``, ``whsec_`` secrets, and bare
    ``sk_``/``rk_`` with 16+ alphanumerics -> the prefix + ``[redacted]``.
 7. Emails -> first character + ``***@`` + domain: ``j***@example.com``.
-8. Payment cards: 13-19 digits, Luhn-valid, not glued to letters, written as
-   one run or as groups of 3+ digits (the last may be shorter) separated by
-   single spaces or dashes -> ``****`` + last four: ``****4242``.
-9. International phone numbers (``+`` and 8-15 digits; spaces, dots, dashes and
-   parentheses allowed) -> ``+``, the first min(4, n - 7) digits, ``***``, the
-   last four, so at least three digits are always hidden:
-   ``+14155550123`` -> ``+1415***0123``; ``+35812345`` -> ``+3***2345``.
+8. Cards: 13-19 digits, Luhn-valid, not glued to letters, in one run or in groups
+   of 3+ digits (the last may be shorter) split by single spaces or dashes
+   -> ``****`` + last four: ``****4242``.
+9. Phones in international form (``+``, 8-15 digits; spaces, dots, dashes and
+   parentheses allowed) -> ``+``, the first min(4, n - 7) digits, ``***``, the last
+   four, so at least three digits are hidden: ``+14155550123`` -> ``+1415***0123``.
 
-Structured fields (:func:`redact_value`, :func:`redact_mapping`) are classified
-by key, normalised first (camelCase -> snake_case, lower case, any run of other
-characters -> ``_``):
+:func:`redact_value` and :func:`redact_mapping` classify a field by its key
+(camelCase -> snake_case, lower-cased, other characters -> ``_``); each name
+below also matches after a prefix and ``_`` (``stripe_secret``, ``buyer_wallet``):
 
-* secrets: password, secret(s), token, authorization, api_key, private_key,
-  secret_key, access_key, signing_key, encryption_key, credential(s), cookie,
-  mnemonic, seed_phrase, cvc, cvv, pin, otp, alone or after ``_`` -> ``[redacted]``
-  (None and booleans are kept: they only say whether a secret is set);
-* amounts: ``amount(s)``, ``*_amount(s)``, ``amount_*``, ``cents``, ``*_cents`` ->
-  dropped unless ``keep_amounts`` (the logger sets it when configured at debug);
-* identifiers: wallet, wallet_address, payment_method_id, payment_intent_id,
-  card, card_number, transaction_id, alone or after ``_`` -> first 4 + ``…`` +
-  last 4, ``[redacted]`` if shorter than 12 characters, ``****1234`` for a card;
-* phones: phone, phone_number, mobile, msisdn, alone or after ``_`` -> every run
-  of 6+ digits masked as in rule 9, with or without ``+``;
-* email carriers: email(s), email_address, ``*_email``, to, cc, bcc, reply_to,
-  recipient(s) -> every ``x@y`` masked, even without a dotted domain;
-* anything else: strings go through :func:`redact_text`; mappings, lists,
-  tuples, sets, dataclasses and pydantic models are recursed into (their keys
-  are redacted too); numbers, None, dates and UUIDs are kept; other objects
-  become ``str()`` and go through :func:`redact_text`.
+* secret: password(s), passwd, pwd, secret(s), token, authorization, api_key,
+  private/secret/access/signing/encryption_key, credential(s), cookie, mnemonic,
+  seed_phrase, cvc, cvv, pin, otp -> ``[redacted]`` (None and booleans are kept:
+  they only tell whether a secret is set);
+* amount: amount(s), cents, ``amount_*`` -> dropped unless ``keep_amounts``;
+* identifier: wallet, wallet_address, payment_method_id, payment_intent_id, card,
+  card_number, transaction_id -> first 4 + ``…`` + last 4, ``[redacted]`` when
+  shorter than 12 characters, ``****4242`` for a card number;
+* phone: phone, phone_number, mobile, msisdn -> runs of 6+ digits masked as in 9,
+  with or without ``+``;
+* email: email(s), email_address, and exactly to, cc, bcc, reply_to, recipient(s)
+  -> every ``x@y`` masked, dotted domain or not;
+* other: strings through :func:`redact_text`; mappings, lists, tuples, sets,
+  dataclasses and pydantic models recursed into (keys redacted too); numbers,
+  None, dates and UUIDs kept; anything else ``str()``-ed, then redacted.
 
-Nesting is capped at 32 levels (``[too deep]``), cycles end as ``[cycle]``, and
-a value that cannot be read becomes ``[unloggable]``. Redacting twice gives the
-same result as redacting once.
-
-Not detected in free text: national-format phone numbers (``(415) 555-0123``),
-amounts formatted into a message, digits glued to letters (``id4242…``).
+Nesting deeper than 32 becomes ``[too deep]``, cycles ``[cycle]``, unreadable
+values ``[unloggable]``. Redacting twice gives what redacting once gave.
+Not detected: national-format phones in free text (``(415) 555-0123``), amounts
+written into a message, digits glued to letters (``id4242…``).
 """
 
 from __future__ import annotations
@@ -61,7 +56,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum, auto
 from functools import lru_cache, partial
-from typing import Final
+from typing import Any, Final, TypeAlias
 
 __all__ = ["OMITTED", "REDACTED", "redact_mapping", "redact_text", "redact_value"]
 
@@ -144,7 +139,8 @@ def _mask_digits(digits: str) -> str:
 
 
 def _replace_phone(match: re.Match[str]) -> str:
-    return "+" + _mask_digits(_NOT_DIGIT.sub("", match.group(0)))
+    run = match.group(0)
+    return ("+" if run.startswith("+") else "") + _mask_digits(_NOT_DIGIT.sub("", run))
 
 
 def _luhn_valid(digits: str) -> bool:
@@ -253,28 +249,22 @@ class _Kind(Enum):
     EMAIL = auto()
 
 
+_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:passwords?|passwd|pwd|secrets?|token|authorization|api_?key|credentials?"
+    r"|(?:private|secret|access|signing|encryption)_?key|cookie|mnemonic|seed_phrase"
+    r"|cvc|cvv2?|pin|otp)$"
+)
+_IDENTIFIER_KEY = re.compile(
+    r"(?:^|_)(?:wallet|wallet_address|payment_method_id|payment_intent_id|card|card_number"
+    r"|transaction_id)$"
+)
+_EMAIL_KEY = re.compile(r"(?:^|_)(?:emails?|email_address)$|^(?:to|cc|bcc|reply_to|recipients?)$")
 _KEY_RULES: Final = (
-    (
-        _Kind.SECRET,
-        re.compile(
-            r"(?:^|_)(?:passwords?|passwd|pwd|secrets?|token|authorization|api_?key"
-            r"|(?:private|secret|access|signing|encryption)_?key|credentials?|cookie"
-            r"|mnemonic|seed_phrase|cvc|cvv2?|pin|otp)$"
-        ),
-    ),
+    (_Kind.SECRET, _SECRET_KEY),
     (_Kind.AMOUNT, re.compile(r"(?:^|_)(?:amounts?|cents)$|^amount_")),
-    (
-        _Kind.IDENTIFIER,
-        re.compile(
-            r"(?:^|_)(?:wallet|wallet_address|payment_method_id|payment_intent_id"
-            r"|card|card_number|transaction_id)$"
-        ),
-    ),
+    (_Kind.IDENTIFIER, _IDENTIFIER_KEY),
     (_Kind.PHONE, re.compile(r"(?:^|_)(?:phone|phone_number|mobile|msisdn)$")),
-    (
-        _Kind.EMAIL,
-        re.compile(r"(?:^|_)(?:emails?|email_address)$|^(?:to|cc|bcc|reply_to|recipients?)$"),
-    ),
+    (_Kind.EMAIL, _EMAIL_KEY),
 )
 _WORD_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
@@ -283,6 +273,7 @@ _LOOSE_LOCAL = r"[^\s@<>()\[\],;:\"']"
 _LOOSE_EMAIL = re.compile(rf"(?<!{_LOOSE_LOCAL})({_LOOSE_LOCAL}){_LOOSE_LOCAL}*@")
 _SHORTENED = re.compile(r".{4}….{4}|\*{4}[0-9]{4}", re.DOTALL)
 _SEQUENCES: Final = (list, tuple, set, frozenset)
+_Sequence: TypeAlias = list[object] | tuple[object, ...] | set[object] | frozenset[object]
 
 
 def _classify_key(key: str) -> _Kind:
@@ -299,11 +290,6 @@ _classify_cached = lru_cache(maxsize=4096)(_classify_key)
 def _classify(key: str) -> _Kind:
     # Keys repeat on every log line; only short ones are cached to bound memory.
     return _classify_cached(key) if len(key) <= 64 else _classify_key(key)
-
-
-def _replace_loose_phone(match: re.Match[str]) -> str:
-    run = match.group(0)
-    return ("+" if run.startswith("+") else "") + _mask_digits(_NOT_DIGIT.sub("", run))
 
 
 def _truncate(text: str) -> str:
@@ -324,7 +310,7 @@ def _redact_scalar(kind: _Kind, value: object) -> object:
     if kind is _Kind.IDENTIFIER:
         return _truncate(text)
     if kind is _Kind.PHONE:
-        return _LOOSE_PHONE.sub(_replace_loose_phone, text)
+        return _LOOSE_PHONE.sub(_replace_phone, text)
     if kind is _Kind.EMAIL:
         return _LOOSE_EMAIL.sub(r"\1***@", text)
     return text
@@ -378,12 +364,7 @@ def _redact_items(
     return redacted
 
 
-def _redact_sequence(
-    kind: _Kind,
-    value: list[object] | tuple[object, ...] | set[object] | frozenset[object],
-    walk: _Walk,
-    depth: int,
-) -> object:
+def _redact_sequence(kind: _Kind, value: _Sequence, walk: _Walk, depth: int) -> object:
     # Elements inherit the key's rule: a list under "to" holds addresses.
     items = [_redact_node(kind, item, walk, depth + 1) for item in value]
     return tuple(items) if isinstance(value, tuple) else items
@@ -417,9 +398,9 @@ def redact_value(key: str, value: object, *, keep_amounts: bool = False) -> obje
 
 
 def redact_mapping(
-    mapping: Mapping[str, object], *, keep_amounts: bool = False
+    mapping: Mapping[Any, object], *, keep_amounts: bool = False
 ) -> dict[str, object]:
-    """Redact every field of a mapping, dropping amounts unless keep_amounts."""
+    """Redact every field (keys become redacted strings); amounts need keep_amounts."""
     walk = _Walk(keep_amounts=keep_amounts)
     try:
         result = walk.visit(mapping, partial(_redact_items, mapping.items(), walk, 0))

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,12 +33,14 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-async def _configure(conn: Conn) -> None:
-    await conn.set_autocommit(True)
+ENGINE_ROLE = "queue_service_engine"
+API_ROLE = "queue_service_api"
+TENANT_SETTING = "queue_service.tenant_id"
 
 
 class Database:
-    """A pool of autocommit connections to one PostgreSQL database."""
+    """A pool of autocommit connections to one PostgreSQL database, each
+    acting as ``role`` (row-level security applies to it; see 0003_tenancy)."""
 
     def __init__(
         self,
@@ -47,8 +50,17 @@ class Database:
         max_size: int = 10,
         prepare: bool = True,
         application_name: str = "queue-service",
+        role: str = ENGINE_ROLE,
+        timeout: float = 30.0,
     ) -> None:
         self.conninfo = conninfo
+        self.role = role
+
+        async def configure(conn: Conn) -> None:
+            await conn.set_autocommit(True)
+            # Session-wide: every statement on this connection acts as ``role``.
+            await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+
         kwargs: dict[str, Any] = {"application_name": application_name}
         # PgBouncer in transaction mode cannot keep prepared statements.
         kwargs["prepare_threshold"] = 2 if prepare else None
@@ -57,7 +69,8 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             kwargs=kwargs,
-            configure=_configure,
+            configure=configure,
+            timeout=timeout,
             open=False,
             # How long the pool itself keeps reconnecting (backing off 1, 2, 4... s)
             # while callers wait for a connection. 0 would mean "give up after one
@@ -86,3 +99,28 @@ class Database:
         """A transaction on the caller's connection (a savepoint if one is open) or a pooled one."""
         async with self.connection(conn) as c, c.transaction():
             yield c
+
+    @asynccontextmanager
+    async def tenant_transaction(self, tenant_id: str) -> AsyncIterator[BoundDatabase]:
+        """A transaction that row-level security scopes to one tenant.
+
+        Everything run through the returned database shares the transaction;
+        the setting is local to it, so the pooled connection goes back clean.
+        """
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
+            yield BoundDatabase(conn)
+
+
+class BoundDatabase(Database):
+    """A Database whose every statement runs on one connection (one transaction)."""
+
+    def __init__(self, conn: Conn) -> None:
+        # No pool of its own: open(), close() and tenant_transaction() are not for it.
+        self._conn = conn
+        self.conninfo = ""
+        self.role = ""
+
+    @asynccontextmanager
+    async def connection(self, conn: Conn | None = None) -> AsyncIterator[Conn]:
+        yield conn or self._conn

@@ -134,6 +134,9 @@ class JobStore:
         rest = [i for i in indexes if i not in in_bulk]
         inserted: set[UUID] = set()
         if bulk:
+            # IF NOT EXISTS would NOTICE on every batch; the notice says nothing.
+            await conn.execute("SET LOCAL client_min_messages = warning")
+            await conn.execute(Q["jobs_staging_create"])
             async with conn.cursor().copy(Q["job_copy_immediate"]) as copy:
                 for i in bulk:
                     job = jobs[i]
@@ -153,6 +156,7 @@ class JobStore:
                             None if job.trace_context is None else json_text(job.trace_context),
                         )
                     )
+            await conn.execute(Q["jobs_from_staging"])
             await conn.execute(
                 Q["jobs_notify_queues"], {"queues": sorted({jobs[i].queue for i in bulk})}
             )

@@ -17,8 +17,11 @@ _HEADER = re.compile(r"^-- name: ([a-z_]+)\s*$", re.MULTILINE)
 def load_queries() -> dict[str, LiteralString]:
     queries: dict[str, LiteralString] = {}
     files = sorted(
-        (f for f in resources.files("queue_service.store.sql").iterdir()
-         if f.name.endswith(".sql")),
+        (
+            f
+            for f in resources.files("queue_service.store.sql").iterdir()
+            if f.name.endswith(".sql")
+        ),
         key=lambda f: f.name,
     )
     for file in files:

@@ -74,12 +74,25 @@ inserted AS (
 SELECT id, CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue) END
 FROM inserted
 
+-- name: jobs_staging_create
+-- A session's staging table for bulk loads. COPY cannot write to a table
+-- under row-level security, so batches COPY here (the fastest way in) and
+-- move to jobs with one INSERT, which RLS checks.
+CREATE TEMP TABLE IF NOT EXISTS jobs_staging (LIKE jobs INCLUDING DEFAULTS)
+    ON COMMIT DELETE ROWS
+
 -- name: job_copy_immediate
--- Bulk load keyless jobs that run now (COPY: the fastest way in); run_at and
--- created_at take the database clock from their defaults.
-COPY jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
-           lease_seconds, created_by, request_id, trace_context)
+-- Bulk load keyless jobs that run now; run_at and created_at take the
+-- database clock from their defaults.
+COPY jobs_staging (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+                   lease_seconds, created_by, request_id, trace_context)
 FROM STDIN
+
+-- name: jobs_from_staging
+-- Move what was staged into jobs (emptying the stage for the next batch of
+-- the same transaction).
+WITH staged AS (DELETE FROM jobs_staging RETURNING *)
+INSERT INTO jobs SELECT * FROM staged
 
 -- name: jobs_notify_queues
 -- Wake the workers of these queues when the transaction commits.
