@@ -14,7 +14,15 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_SECRET_NAMES = ("DATABASE_URL",)
+_SECRET_NAMES = (
+    "DATABASE_URL",
+    "DATABASE_LISTEN_URL",
+    "JWT_SECRET",
+    "JWT_PUBLIC_KEY",
+    "INTERNAL_HMAC_SECRET",
+    "METRICS_TOKEN",
+)
+DEFAULT_ALLOWED_SERVICES = "ticket-service,order-service,event-service,payment-service,auth-service"
 
 
 def _read_file_variants() -> dict[str, str]:
@@ -62,6 +70,22 @@ class Settings(BaseSettings):
     queue_service_log_level: Literal["debug", "info", "warning", "error"] = "info"
     queue_service_dlq_retention_days: int = Field(default=90, ge=1)
 
+    # HTTP API (SPEC §6, §10).
+    queue_service_host: str = "127.0.0.1"
+    queue_service_port: int = Field(default=8080, ge=0, le=65535)
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "RS256"] | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    internal_hmac_secret: SecretStr | None = None
+    internal_allowed_services: str = DEFAULT_ALLOWED_SERVICES
+    metrics_token: SecretStr | None = None
+    # Inbound request limits per tenant and per user, per minute (SPEC §6).
+    queue_service_rate_limit_enqueue_per_minute: int = Field(default=6000, ge=1)
+    queue_service_rate_limit_read_per_minute: int = Field(default=12000, ge=1)
+    queue_service_rate_limit_user_share: float = Field(default=0.5, gt=0, le=1)
+
     @field_validator("queue_service_processors")
     @classmethod
     def _processor_paths(cls, value: str) -> str:
@@ -83,6 +107,10 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.queue_service_env == "development"
+
+    @property
+    def allowed_services(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.internal_allowed_services.split(",") if s.strip())
 
 
 def load_settings() -> Settings:

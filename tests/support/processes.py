@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+TEST_JWT_SECRET = "test-secret-for-child-processes-0123456789abcdef"
 
 
 class ServiceProcess:
@@ -27,6 +28,9 @@ class ServiceProcess:
             "QUEUE_SERVICE_SHUTDOWN_GRACE_SECONDS": "5",
             "QUEUE_SERVICE_AUTO_MIGRATE": "false",
             "QUEUE_SERVICE_LOG_LEVEL": "info",
+            # serve also runs the HTTP API: any free port, a test key.
+            "QUEUE_SERVICE_PORT": "0",
+            "JWT_SECRET": TEST_JWT_SECRET,
             **(env or {}),
         }
         self._log = self.log_path.open("wb")

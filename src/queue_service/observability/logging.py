@@ -98,9 +98,16 @@ def _parse_level(level: str) -> int:
         raise ValueError(msg) from None
 
 
+def _drop_color_message(_: object, __: str, event: EventDict) -> EventDict:
+    """uvicorn adds an ANSI-coloured copy of each message: noise in JSON."""
+    event.pop("color_message", None)
+    return event
+
+
 def _shared_processors() -> list[Processor]:
     """Processors that run for structlog and stdlib records alike."""
     return [
+        _drop_color_message,
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -214,21 +214,28 @@ class AdminStore:
         *,
         queue: str | None = None,
         job_type: str | None = None,
+        error_contains: str | None = None,
+        failed_after: datetime | None = None,
+        failed_before: datetime | None = None,
+        unreplayed_only: bool = False,
         before: tuple[datetime, UUID] | None = None,
     ) -> list[DeadLetter]:
+        """Newest first; ``before`` is the keyset cursor (failed_at, id)."""
         at, before_id = before or (_FAR_FUTURE, _MAX_UUID)
+        params = {
+            "tenant": tenant,
+            "queue": queue,
+            "type": job_type,
+            "error": error_contains,
+            "after": failed_after,
+            "until": failed_before,
+            "unreplayed": unreplayed_only,
+            "before_at": at,
+            "before_id": before_id,
+            "limit": limit,
+        }
         async with self.db.connection() as c:
-            cur = await c.execute(
-                Q["dlq_list"],
-                {
-                    "tenant": tenant,
-                    "queue": queue,
-                    "type": job_type,
-                    "before_at": at,
-                    "before_id": before_id,
-                    "limit": limit,
-                },
-            )
+            cur = await c.execute(Q["dlq_list"], params)
             return [DeadLetter(*row) for row in await cur.fetchall()]
 
     async def get_dead_letter(self, dlq_id: UUID, tenant: str | None = None) -> DeadLetter | None:

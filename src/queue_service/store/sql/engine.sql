@@ -501,6 +501,10 @@ FROM dead_letter_jobs
 WHERE (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(type)s::text IS NULL OR type = %(type)s)
+  AND (%(error)s::text IS NULL OR strpos(lower(error), lower(%(error)s)) > 0)
+  AND (%(after)s::timestamptz IS NULL OR failed_at >= %(after)s)
+  AND (%(until)s::timestamptz IS NULL OR failed_at < %(until)s)
+  AND (NOT %(unreplayed)s OR replayed_job_id IS NULL)
   AND (failed_at, id) < (%(before_at)s, %(before_id)s)
 ORDER BY failed_at DESC, id DESC
 LIMIT %(limit)s

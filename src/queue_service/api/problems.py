@@ -1,0 +1,154 @@
+"""One error shape for every failure: RFC 9457 ``application/problem+json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from queue_service.api.auth.principal import AuthError
+from queue_service.api.requestid import current_request_id
+from queue_service.errors import (
+    EnqueueError,
+    IdempotencyConflictError,
+    InvalidStateError,
+    JobNotFoundError,
+)
+from queue_service.processors.registry import UnknownQueueError
+
+log = structlog.get_logger("queue_service.api")
+PROBLEM_JSON = "application/problem+json"
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+class ProblemModel(BaseModel):
+    """RFC 9457 problem details (the OpenAPI schema of every error)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+
+
+class Problem(Exception):
+    """Raise to answer with a problem; ``headers`` ride along (Retry-After...)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        type_: str = "about:blank",
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+        self.type = type_
+
+
+def problem_response(
+    status: int,
+    detail: str,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+    type_: str = "about:blank",
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": type_,
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "request_id": current_request_id(),
+    }
+    if request is not None:
+        body["instance"] = request.url.path
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+# Every error status the API can answer, for OpenAPI (schemathesis checks them).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ProblemModel, "description": TITLES[status], "content": {PROBLEM_JSON: {}}}
+    for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+}
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:10]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, request, exc.headers, exc.type)
+
+    @app.exception_handler(AuthError)
+    async def on_auth(request: Request, exc: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return problem_response(exc.status, exc.detail, request, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return problem_response(400, "the body is not valid JSON", request)
+        return problem_response(422, _validation_detail(exc), request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), request, dict(exc.headers or {}))
+
+    @app.exception_handler(JobNotFoundError)
+    async def on_not_found(request: Request, exc: JobNotFoundError) -> JSONResponse:
+        return problem_response(404, str(exc), request)
+
+    @app.exception_handler(UnknownQueueError)
+    async def on_unknown_queue(request: Request, exc: UnknownQueueError) -> JSONResponse:
+        return problem_response(404, str(exc), request)
+
+    @app.exception_handler(IdempotencyConflictError)
+    async def on_conflict(request: Request, exc: IdempotencyConflictError) -> JSONResponse:
+        return problem_response(409, str(exc), request)
+
+    @app.exception_handler(InvalidStateError)
+    async def on_state(request: Request, exc: InvalidStateError) -> JSONResponse:
+        return problem_response(409, str(exc), request)
+
+    @app.exception_handler(EnqueueError)
+    async def on_enqueue(request: Request, exc: EnqueueError) -> JSONResponse:
+        return problem_response(422, str(exc), request)
+
+    @app.exception_handler(Exception)
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        from queue_service.runtime.backoff import is_transient
+
+        if is_transient(exc):
+            return problem_response(
+                503, "the database is unavailable; retry shortly", request, {"Retry-After": "2"}
+            )
+        log.exception("unhandled error", path=request.url.path)
+        return problem_response(500, "internal error; it has been logged", request)

@@ -1,0 +1,135 @@
+"""/jobs: enqueue (one or a batch), read, retry, cancel."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from queue_service.api.auth.principal import Principal
+from queue_service.api.problems import ERROR_RESPONSES, Problem
+from queue_service.api.requestid import current_request_id
+from queue_service.api.schemas import BatchBody, BatchOut, EnqueueBody, JobOut
+from queue_service.api.security import (
+    Admin,
+    AnyRole,
+    BatchEnqueuer,
+    Canceller,
+    Enqueuer,
+    State,
+    sees_all_of_tenant,
+)
+from queue_service.api.state import Scope
+from queue_service.core.jobs import Job
+from queue_service.runtime.manager import EnqueueRequest
+
+router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
+REPLAYED = "Idempotent-Replayed"
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut.model_validate({**job.to_dict(), "request_id": job.request_id})
+
+
+def _request(body: EnqueueBody, caller: Principal) -> EnqueueRequest:
+    return EnqueueRequest(
+        type=body.type,
+        data=body.data,
+        tenant_id=caller.tenant_id,
+        queue=body.queue,
+        priority=body.priority,
+        idempotency_key=body.idempotency_key,
+        run_at=body.run_at,
+        delay_ms=body.delay_ms,
+        max_attempts=body.max_attempts,
+        created_by=caller.subject,
+        request_id=current_request_id(),
+    )
+
+
+async def visible_job(scope: Scope, job_id: UUID) -> Job:
+    """The job if the caller may see it; 404 otherwise (never 403: SPEC §6)."""
+    job = await scope.store.get_job(job_id, scope.principal.tenant_id)
+    if job is None or not (
+        sees_all_of_tenant(scope.principal) or job.created_by == scope.principal.subject
+    ):
+        raise Problem(404, f"no job {job_id}")
+    return job
+
+
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobOut,
+    summary="Enqueue one job",
+    responses={
+        200: {
+            "model": JobOut,
+            "description": "Idempotent replay: the existing job (header Idempotent-Replayed: true)",
+        }
+    },
+)
+async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: Response) -> JobOut:
+    async with state.scope(caller) as scope:
+        done = await scope.manager.enqueue(_request(body, caller))
+        if done.created:
+            job = await scope.store.get_job(done.job_id, caller.tenant_id)
+        else:
+            job = await _replayed(scope, done.job_id, body)
+    assert job is not None
+    if not done.created:
+        response.status_code = 200
+        response.headers[REPLAYED] = "true"
+    return job_out(job)
+
+
+async def _replayed(scope: Scope, job_id: UUID, body: EnqueueBody) -> Job:
+    job = await scope.store.get_job(job_id, scope.principal.tenant_id)
+    caller = scope.principal
+    if job is None or not (
+        caller.is_service or sees_all_of_tenant(caller) or job.created_by == caller.subject
+    ):
+        # Another user's job: say the key is taken, show nothing of the job.
+        raise Problem(409, f"idempotency key {body.idempotency_key!r} is already in use")
+    return job
+
+
+@router.post(
+    "/jobs/batch",
+    status_code=201,
+    response_model=BatchOut,
+    summary="Enqueue up to 100 jobs, all or none",
+)
+async def enqueue_batch(body: BatchBody, caller: BatchEnqueuer, state: State) -> BatchOut:
+    async with state.scope(caller) as scope:
+        done = await scope.manager.enqueue_many([_request(j, caller) for j in body.jobs])
+        jobs = [await scope.store.get_job(d.job_id, caller.tenant_id) for d in done]
+    return BatchOut(jobs=[job_out(j) for j in jobs if j is not None])
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job (users: their own)")
+async def get_job(job_id: UUID, caller: AnyRole, state: State) -> JobOut:
+    async with state.scope(caller) as scope:
+        return job_out(await visible_job(scope, job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/retry", response_model=JobOut, summary="Re-run a failed or cancelled job"
+)
+async def retry_job(job_id: UUID, caller: Admin, state: State) -> JobOut:
+    async with state.scope(caller) as scope:
+        await visible_job(scope, job_id)
+        await scope.manager.retry(job_id, caller.tenant_id, caller.subject)
+        return job_out(await visible_job(scope, job_id))
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    summary="Cancel a waiting or delayed job (an active one is asked to stop)",
+)
+async def cancel_job(job_id: UUID, caller: Canceller, state: State) -> JobOut:
+    async with state.scope(caller) as scope:
+        await visible_job(scope, job_id)
+        await scope.manager.cancel(job_id, caller.tenant_id, f"cancelled by {caller.subject}")
+        return job_out(await visible_job(scope, job_id))

@@ -1,0 +1,165 @@
+"""/queues: true counts, status with samples, listings, pause/resume/clear.
+
+Everything is the caller's tenant's: a pause pauses that tenant's jobs in
+the queue on every worker; an operator's pause of a whole queue shows as
+paused and only the CLI lifts it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from queue_service.api.problems import ERROR_RESPONSES, Problem
+from queue_service.api.routes.jobs import job_out
+from queue_service.api.schemas import (
+    ClearOut,
+    Counts,
+    JobList,
+    JobStatusName,
+    QueueList,
+    QueueOut,
+    QueueStatus,
+)
+from queue_service.api.security import Admin, AnyRole, State
+from queue_service.api.state import Scope
+from queue_service.core.jobs import Job, JobStatus
+from queue_service.store.admin import QueueCounts
+
+router = APIRouter(tags=["queues"], responses=ERROR_RESPONSES)
+SAMPLE = 5
+
+
+async def _queue_out(
+    scope: Scope, name: str, counts: dict[str, QueueCounts] | None = None
+) -> QueueOut:
+    if counts is None:
+        counts = await scope.store.queue_counts(scope.principal.tenant_id)
+    paused = {q for q, _, _, _ in await scope.store.paused_queues()}
+    c = counts.get(name, QueueCounts(name))
+    return QueueOut(
+        name=name,
+        paused=name in paused,
+        counts=Counts(**c.counts()),
+        oldest_waiting_age_seconds=c.oldest_waiting_age_seconds,
+    )
+
+
+def _known(state: State, name: str) -> None:
+    state.runtime.registry.queue(name)  # UnknownQueueError -> 404 with a suggestion
+
+
+@router.get("/queues", response_model=QueueList, summary="Every queue with its counts")
+async def list_queues(caller: AnyRole, state: State) -> QueueList:
+    async with state.scope(caller) as scope:
+        counts = await scope.store.queue_counts(caller.tenant_id)
+        names = [q.name for q in state.runtime.registry.queues]
+        return QueueList(items=[await _queue_out(scope, n, counts) for n in names])
+
+
+@router.get(
+    "/queues/{name}/status",
+    response_model=QueueStatus,
+    summary="Counts, oldest waiting age and sample jobs",
+)
+async def queue_status(name: str, caller: AnyRole, state: State) -> QueueStatus:
+    _known(state, name)
+    registry = state.runtime.registry
+    async with state.scope(caller) as scope:
+        base = await _queue_out(scope, name)
+        samples: list[Job] = []
+        for status in (JobStatus.ACTIVE, JobStatus.WAITING):
+            ids = await scope.store.list_job_ids(name, caller.tenant_id, status, SAMPLE)
+            for job_id in ids:
+                job = await scope.store.get_job(job_id, caller.tenant_id)
+                if job is not None and (
+                    caller.has_any_role("admin", "venue_admin") or job.created_by == caller.subject
+                ):
+                    samples.append(job)
+    return QueueStatus(
+        **base.model_dump(),
+        concurrency=registry.queue(name).concurrency,
+        job_types=registry.types_in_queue(name),
+        sample_jobs=[job_out(j) for j in samples],
+    )
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(at), UUID(job_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "cursor is not one this API returned") from None
+
+
+def _encode_cursor(job: Job, status: JobStatus) -> str:
+    at = (
+        job.run_at
+        if status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.ACTIVE)
+        else job.finished_at
+    )
+    assert at is not None
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{job.id}".encode()).decode()
+
+
+@router.get(
+    "/queues/{name}/jobs",
+    response_model=JobList,
+    summary="Jobs of a queue by status, keyset-paginated",
+)
+async def list_jobs(
+    name: str,
+    caller: Admin,
+    state: State,
+    status: Annotated[JobStatusName, Query()] = "waiting",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> JobList:
+    _known(state, name)
+    wanted = JobStatus(status)
+    after = _decode_cursor(cursor) if cursor else None
+    async with state.scope(caller) as scope:
+        ids = await scope.store.list_job_ids(name, caller.tenant_id, wanted, limit + 1, after)
+        jobs = [j for i in ids[:limit] if (j := await scope.store.get_job(i, caller.tenant_id))]
+    more = len(ids) > limit and bool(jobs)
+    return JobList(
+        items=[job_out(j) for j in jobs],
+        next_cursor=_encode_cursor(jobs[-1], wanted) if more else None,
+    )
+
+
+@router.post(
+    "/queues/{name}/pause",
+    response_model=QueueOut,
+    summary="Stop new pick-ups of this tenant's jobs on every worker",
+)
+async def pause(name: str, caller: Admin, state: State) -> QueueOut:
+    _known(state, name)
+    async with state.scope(caller) as scope:
+        await scope.store.pause_queue(name, caller.tenant_id, caller.subject)
+        return await _queue_out(scope, name)
+
+
+@router.post("/queues/{name}/resume", response_model=QueueOut, summary="Lift this tenant's pause")
+async def resume(name: str, caller: Admin, state: State) -> QueueOut:
+    _known(state, name)
+    async with state.scope(caller) as scope:
+        await scope.store.resume_queue(name, caller.tenant_id)
+        return await _queue_out(scope, name)
+
+
+@router.post(
+    "/queues/{name}/clear",
+    response_model=ClearOut,
+    summary="Cancel every waiting and delayed job of this tenant in the queue",
+)
+async def clear(name: str, caller: Admin, state: State) -> ClearOut:
+    _known(state, name)
+    async with state.scope(caller) as scope:
+        n = await scope.store.clear_queue(name, caller.tenant_id, caller.subject)
+    return ClearOut(queue=name, cancelled=n)

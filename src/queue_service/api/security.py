@@ -1,0 +1,146 @@
+"""Who is calling and what they may do: FastAPI dependencies.
+
+A caller is a user (``Authorization: Bearer <JWT>``) or a platform service
+(HMAC-signed ``x-internal-*`` headers, tenant in ``x-tenant-id``). Route
+signatures read as types: ``caller: Admin``, ``scope: ...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request, Response, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from queue_service.api.auth.principal import AuthError, Principal, Role
+from queue_service.api.auth.signing import HEADER_SERVICE, signed_path
+from queue_service.api.problems import Problem
+from queue_service.api.state import ApiState
+from queue_service.settings import Settings
+from queue_service.store.ratelimits import RateLimitStore
+
+bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="JWT",
+    scheme_name="BearerJWT",
+    description="A JWT with exp, sub, tenant_id and roles (admin, venue_admin, user).",
+)
+service_signature = APIKeyHeader(
+    name="x-internal-signature",
+    auto_error=False,
+    scheme_name="ServiceHMAC",
+    description="Platform services: HMAC-SHA256 request signing with x-internal-service, "
+    "x-internal-timestamp, x-internal-nonce, x-internal-body-hash and x-tenant-id.",
+)
+RATE_WINDOW_SECONDS = 60
+Group = Literal["enqueue", "read", "admin"]
+GROUPS: tuple[Group, ...] = ("enqueue", "read", "admin")
+
+
+def api_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+State = Annotated[ApiState, Depends(api_state)]
+
+
+async def authenticate(
+    request: Request,
+    state: State,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    signature: Annotated[str | None, Security(service_signature)],
+) -> Principal:
+    if signature is not None or HEADER_SERVICE in request.headers:
+        if state.hmac is None:
+            raise AuthError("service authentication is not configured on this server")
+        service = await state.hmac.verify(
+            request.headers,
+            request.method,
+            signed_path(
+                request.scope.get("raw_path") or request.url.path.encode(),
+                request.scope.get("query_string", b""),
+            ),
+            await request.body(),
+        )
+        return Principal.for_service(service, request.headers.get("x-tenant-id"))
+    if credentials is None:
+        raise AuthError("missing credentials: send Authorization: Bearer <JWT>")
+    return state.jwt.verify(credentials.credentials)
+
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def allow(
+    *roles: Role, service: bool = False, group: Group = "read"
+) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting these roles (and services if ``service``),
+    counting the request against the tenant's and the user's limits."""
+
+    async def check(caller: Caller, state: State, response: Response) -> Principal:
+        if caller.is_service:
+            if not service:
+                raise Problem(403, "platform services may not call this endpoint")
+        elif not caller.has_any_role(*roles):
+            raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
+        await _count(state, caller, group, response)
+        return caller
+
+    return check
+
+
+def rate_limit_of(settings: Settings, key: str) -> int | None:
+    """The limit of a window key: ``GROUP`` (the tenant) or ``GROUP:SUBJECT``."""
+    group, _, subject = key.partition(":")
+    if group not in GROUPS or (_ and not subject):
+        return None
+    limit = (
+        settings.queue_service_rate_limit_enqueue_per_minute
+        if group == "enqueue"
+        else settings.queue_service_rate_limit_read_per_minute
+    )
+    if subject:
+        return max(1, int(limit * settings.queue_service_rate_limit_user_share))
+    return limit
+
+
+async def _count(state: ApiState, caller: Principal, group: Group, response: Response) -> None:
+    keys = [group, f"{group}:{caller.subject}"]
+    limits = [rate_limit_of(state.settings, k) or 1 for k in keys]
+    async with state.db.tenant_transaction(caller.tenant_id) as bound:
+        windows = await RateLimitStore(bound).hit(
+            caller.tenant_id, keys, limits, RATE_WINDOW_SECONDS
+        )
+    tightest = min(windows, key=lambda w: w.limit - w.count)
+    remaining = max(0, tightest.limit - tightest.count)
+    reset = max(1, round(tightest.seconds_left))
+    headers = {
+        "RateLimit-Limit": str(tightest.limit),
+        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Reset": str(reset),
+    }
+    over = [w for w in windows if w.count > w.limit]
+    if over:
+        raise Problem(
+            429,
+            f"rate limit exceeded for {over[0].key!r}: {over[0].limit} "
+            f"requests per {RATE_WINDOW_SECONDS} s",
+            headers={**headers, "Retry-After": str(reset)},
+        )
+    response.headers.update(headers)
+
+
+AnyRole = Annotated[Principal, Depends(allow("admin", "venue_admin", "user"))]
+Enqueuer = Annotated[
+    Principal, Depends(allow("admin", "venue_admin", "user", service=True, group="enqueue"))
+]
+BatchEnqueuer = Annotated[Principal, Depends(allow("admin", service=True, group="enqueue"))]
+Admin = Annotated[Principal, Depends(allow("admin", group="admin"))]
+Canceller = Annotated[Principal, Depends(allow("admin", "venue_admin", group="admin"))]
+
+
+def sees_all_of_tenant(caller: Principal) -> bool:
+    """admin and venue_admin see the tenant's jobs; a user only its own."""
+    return caller.has_any_role("admin", "venue_admin")

@@ -1,0 +1,133 @@
+"""What the API holds while it runs: the tenant-scoped pool, the verifiers,
+the engine runtime, and the start-up flags the probes report."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from queue_service.api.auth.principal import Principal
+from queue_service.api.auth.signing import ANY_SERVICE, HmacVerifier
+from queue_service.api.auth.tokens import JwtVerifier
+from queue_service.runtime.manager import JobManager
+from queue_service.runtime.service import Runtime
+from queue_service.settings import Settings
+from queue_service.store import Database, Store
+from queue_service.store.auth import NonceRepository
+from queue_service.store.db import API_ROLE
+
+log = structlog.get_logger("queue_service.api")
+DEV_KEY_FILE = "dev-jwt-secret"
+
+
+class ConfigurationError(RuntimeError):
+    """The API cannot start with this configuration; the message says why."""
+
+
+@dataclass(slots=True)
+class Scope:
+    """One request's view of the database: a transaction RLS scopes to a tenant."""
+
+    principal: Principal
+    store: Store
+    manager: JobManager
+
+
+@dataclass(slots=True)
+class ApiState:
+    settings: Settings
+    runtime: Runtime
+    db: Database  # acts as queue_service_api: row-level security applies
+    jwt: JwtVerifier
+    hmac: HmacVerifier | None
+    started: bool = False  # migrations ran and (in serve) workers started
+    notes: dict[str, str] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def scope(self, principal: Principal) -> AsyncIterator[Scope]:
+        async with self.db.tenant_transaction(principal.tenant_id) as bound:
+            store = Store(bound)
+            yield Scope(principal, store, JobManager(store, self.runtime.registry))
+
+
+def dev_secret(data_dir: Path) -> str:
+    """A random HS256 key kept per data directory (development mode only)."""
+    path = data_dir / DEV_KEY_FILE
+    if path.exists():
+        return path.read_text("utf-8").strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secret)
+    return secret
+
+
+def build_jwt_verifier(settings: Settings) -> JwtVerifier:
+    """The configured verifier; refuses to run without a key outside development."""
+    public_key = settings.jwt_public_key.get_secret_value() if settings.jwt_public_key else None
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else None
+    algorithm = settings.jwt_algorithm or ("RS256" if public_key and not secret else "HS256")
+    try:
+        if algorithm == "RS256":
+            if not public_key:
+                raise ConfigurationError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY (or _FILE)")
+            return JwtVerifier(
+                "RS256", public_key, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+            )
+        if not secret:
+            if not settings.is_development:
+                raise ConfigurationError(
+                    "no JWT key: set JWT_SECRET (or JWT_SECRET_FILE) for HS256, or "
+                    "JWT_PUBLIC_KEY with JWT_ALGORITHM=RS256; for local use only, "
+                    "QUEUE_SERVICE_ENV=development generates a key per data directory"
+                )
+            secret = dev_secret(settings.data_dir)
+            log.warning(
+                "development mode: JWT key generated for this data directory; "
+                "mint tokens with `queue-service token`",
+                key_file=str(settings.data_dir / DEV_KEY_FILE),
+            )
+        return JwtVerifier(
+            "HS256", secret, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def build_hmac_verifier(settings: Settings, nonces: NonceRepository) -> HmacVerifier | None:
+    """Service auth, when INTERNAL_HMAC_SECRET is set; without it signed requests get 401."""
+    if settings.internal_hmac_secret is None:
+        return None
+    try:
+        return HmacVerifier(
+            {ANY_SERVICE: settings.internal_hmac_secret.get_secret_value()},
+            settings.allowed_services,
+            nonces,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def build_api_state(settings: Settings, runtime: Runtime) -> ApiState:
+    db = Database(
+        runtime.conninfo,
+        role=API_ROLE,
+        max_size=settings.queue_service_pool_size,
+        prepare=not settings.queue_service_pgbouncer,
+        timeout=5.0,
+        application_name="queue-service api",
+    )
+    return ApiState(
+        settings=settings,
+        runtime=runtime,
+        db=db,
+        jwt=build_jwt_verifier(settings),
+        hmac=build_hmac_verifier(settings, NonceRepository(runtime.db)),
+    )
