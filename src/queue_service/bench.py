@@ -11,8 +11,9 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from queue_service.bench_http import percentile, run_http_enqueue
 from queue_service.core.catalog import QueueConfig
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
@@ -22,7 +23,8 @@ from queue_service.store import baseline
 from queue_service.store.databases import create_database, drop_database
 from queue_service.store.migrate import apply_migrations
 
-Workload = Literal["enqueue-single", "enqueue-batch", "drain", "latency"]
+Workload = Literal["enqueue-single", "enqueue-batch", "drain", "latency", "http-enqueue"]
+WORKLOADS: tuple[Workload, ...] = get_args(Workload)
 BENCH_DB = "queue_service_bench"
 BASELINE_DB = "queue_service_bench_raw"
 JOB_TYPE = "bench.noop"
@@ -52,7 +54,7 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run one workload (and the baseline's equivalent); return the figures."""
     report: dict[str, Any] = {"workload": opts.workload, "server": _server_version(admin_conninfo)}
-    if opts.baseline and opts.workload != "latency":
+    if opts.baseline and opts.workload not in ("latency", "http-enqueue"):
         progress("baseline: plain-SQL loop")
         raw = create_database(admin_conninfo, BASELINE_DB)
         try:
@@ -104,6 +106,8 @@ async def _ours(
             return await _enqueue(rt, opts.jobs, 1)
         if opts.workload == "enqueue-batch":
             return await _enqueue(rt, opts.jobs, opts.batch)
+        if opts.workload == "http-enqueue":
+            return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
         if opts.workload == "drain":
             await _enqueue(rt, opts.jobs, 1000)
             progress(f"draining {opts.jobs} jobs")
@@ -224,14 +228,9 @@ async def _latency(
         "rate_achieved": round(achieved, 1),
         "late_sends": late,
         "concurrency": opts.concurrency,
-        "p50_ms": _pct(lat, 50),
-        "p95_ms": _pct(lat, 95),
-        "p99_ms": _pct(lat, 99),
+        "p50_ms": percentile(lat, 50),
+        "p95_ms": percentile(lat, 95),
+        "p99_ms": percentile(lat, 99),
         "max_ms": round(lat[-1], 2),
         "mean_ms": round(statistics.fmean(lat), 2),
     }
-
-
-def _pct(sorted_values: list[float], p: float) -> float:
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
-    return round(sorted_values[k], 2)

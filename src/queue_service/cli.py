@@ -7,7 +7,7 @@ import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -380,7 +380,7 @@ def dlq_delete(dlq_id: UUID) -> None:
 @app.command()
 def bench(
     workload: Annotated[
-        str, typer.Option(help="enqueue-single | enqueue-batch | drain | latency")
+        str, typer.Option(help="enqueue-single | enqueue-batch | drain | latency | http-enqueue")
     ] = "drain",
     jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue or drain")] = 20_000,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Batch size")] = 1000,
@@ -400,13 +400,13 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Measure throughput or latency on the no-op job type."""
-    from queue_service.bench import BenchOptions, Workload, run_bench
+    from queue_service.bench import WORKLOADS, BenchOptions, run_bench
 
-    if workload not in ("enqueue-single", "enqueue-batch", "drain", "latency"):
+    if workload not in WORKLOADS:
         err.print(f"[red]error[/red]: unknown workload {workload!r}")
         raise typer.Exit(2)
     opts = BenchOptions(
-        workload=cast("Workload", workload),
+        workload=workload,
         jobs=jobs,
         batch=batch,
         concurrency=concurrency,
