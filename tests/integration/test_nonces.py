@@ -61,9 +61,9 @@ async def test_purge_removes_only_old_nonces(nonces: NonceRepository, database_u
             "UPDATE internal_nonces SET seen_at = now() - interval '10 minutes'"
             " WHERE nonce LIKE 'old-%'"
         )
-    assert await nonces.purge(older_than_seconds=300, limit=2) == 2
-    assert await nonces.purge(older_than_seconds=300) == 1
-    assert await nonces.purge(older_than_seconds=300) == 0
+    assert await nonces.purge_nonces(older_than_seconds=300, limit=2) == 2
+    assert await nonces.purge_nonces(older_than_seconds=300) == 1
+    assert await nonces.purge_nonces(older_than_seconds=300) == 0
     assert count(database_url) == 1
     # The fresh one is still remembered: purging never reopens a live window.
     assert await nonces.remember("order-service", "fresh") is False

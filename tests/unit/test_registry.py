@@ -29,6 +29,9 @@ class NoMaintenance:
     async def purge_events(self, *a: Any, **k: Any) -> int:
         return 0
 
+    async def purge_nonces(self, *a: Any, **k: Any) -> int:
+        return 0
+
 
 DEPS = ProcessorDeps(settings=Settings(), maintenance=NoMaintenance())
 

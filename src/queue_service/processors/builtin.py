@@ -21,6 +21,8 @@ BENCH_QUEUE = QueueConfig("bench", concurrency=10)
 # period continues where this one stopped.
 MAX_BATCHES_PER_RUN = 200
 BATCH = 1000
+# HmacVerifier.nonce_retention_seconds for the 60 s window: 2 x 60 + 60.
+NONCE_RETENTION_SECONDS = 180.0
 
 
 class NoopPayload(Payload):
@@ -86,9 +88,11 @@ def _maintenance(maintenance: MaintenancePort) -> Processor[EmptyPayload]:
         lease_seconds=60,
     )
     async def run_maintenance(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
-        """Expire idempotency keys past their TTL."""
+        """Expire idempotency keys past their TTL and service nonces past the
+        window in which a replay could still pass the timestamp check."""
         keys = await _drain(lambda: maintenance.purge_expired_keys(BATCH))
-        return {"idempotency_keys": keys}
+        nonces = await _drain(lambda: maintenance.purge_nonces(NONCE_RETENTION_SECONDS, BATCH))
+        return {"idempotency_keys": keys, "nonces": nonces}
 
     return run_maintenance
 

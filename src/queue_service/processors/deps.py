@@ -26,6 +26,8 @@ class MaintenancePort(Protocol):
 
     async def purge_events(self, days: int, limit: int = 1000) -> int: ...
 
+    async def purge_nonces(self, older_than_seconds: float, limit: int = 1000) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ProcessorDeps:

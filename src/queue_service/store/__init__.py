@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from queue_service.store.admin import AdminStore
+from queue_service.store.auth import NonceRepository
 from queue_service.store.db import Conn, Database
 from queue_service.store.jobs import JobStore
 
 
-class Store(JobStore, AdminStore):
+class Store(JobStore, AdminStore, NonceRepository):
     """Every statement queue-service runs, one method each."""
 
     def __init__(self, db: Database) -> None:

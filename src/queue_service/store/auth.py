@@ -18,7 +18,7 @@ class NonceRepository:
             cur = await c.execute(Q["nonce_remember"], {"service": service, "nonce": nonce})
             return await cur.fetchone() is not None
 
-    async def purge(self, older_than_seconds: float, limit: int = 1000) -> int:
+    async def purge_nonces(self, older_than_seconds: float, limit: int = 1000) -> int:
         """Forget up to ``limit`` nonces older than the window in which a replay
         could still pass the timestamp check (HmacVerifier.nonce_retention_seconds)."""
         async with self.db.connection() as c:
