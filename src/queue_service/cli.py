@@ -102,7 +102,7 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
             state = None
             if http:
                 state = build_api_state(settings, runtime)
-                await state.db.open()
+                await state.open()
                 tasks.append(
                     asyncio.create_task(
                         serve_http(
@@ -125,7 +125,7 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
                 await _first_failure(tasks, stop)
             finally:
                 if state is not None:
-                    await state.db.close()
+                    await state.close()
 
     try:
         with _database(settings) as conninfo:

@@ -18,7 +18,6 @@ from queue_service.api.auth.signing import HEADER_SERVICE, signed_path
 from queue_service.api.problems import Problem
 from queue_service.api.state import ApiState
 from queue_service.settings import Settings
-from queue_service.store.ratelimits import RateLimitStore
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -109,10 +108,7 @@ def rate_limit_of(settings: Settings, key: str) -> int | None:
 async def _count(state: ApiState, caller: Principal, group: Group, response: Response) -> None:
     keys = [group, f"{group}:{caller.subject}"]
     limits = [rate_limit_of(state.settings, k) or 1 for k in keys]
-    async with state.db.tenant_transaction(caller.tenant_id) as bound:
-        windows = await RateLimitStore(bound).hit(
-            caller.tenant_id, keys, limits, RATE_WINDOW_SECONDS
-        )
+    windows = await state.limiter.hit(caller.tenant_id, keys, limits)
     tightest = min(windows, key=lambda w: w.limit - w.count)
     remaining = max(0, tightest.limit - tightest.count)
     reset = max(1, round(tightest.seconds_left))

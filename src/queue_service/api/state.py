@@ -15,6 +15,7 @@ import structlog
 from queue_service.api.auth.principal import Principal
 from queue_service.api.auth.signing import ANY_SERVICE, HmacVerifier
 from queue_service.api.auth.tokens import JwtVerifier
+from queue_service.api.ratelimit import InboundLimiter
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.service import Runtime
 from queue_service.settings import Settings
@@ -46,8 +47,16 @@ class ApiState:
     db: Database  # acts as queue_service_api: row-level security applies
     jwt: JwtVerifier
     hmac: HmacVerifier | None
+    limiter: InboundLimiter
     started: bool = False  # migrations ran and (in serve) workers started
     notes: dict[str, str] = field(default_factory=dict)
+
+    async def open(self) -> None:
+        await self.db.open()
+
+    async def close(self) -> None:
+        await self.limiter.close()
+        await self.db.close()
 
     @asynccontextmanager
     async def scope(self, principal: Principal) -> AsyncIterator[Scope]:
@@ -130,4 +139,5 @@ def build_api_state(settings: Settings, runtime: Runtime) -> ApiState:
         db=db,
         jwt=build_jwt_verifier(settings),
         hmac=build_hmac_verifier(settings, NonceRepository(runtime.db)),
+        limiter=InboundLimiter(db),
     )

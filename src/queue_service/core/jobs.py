@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -80,6 +81,31 @@ class Job:
             "last_error": self.last_error,
             "result": self.result,
         }
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    """A Job from the columns job_get (and job_insert_one) select, in order."""
+    return Job(
+        id=row[0],
+        tenant_id=row[1],
+        queue=row[2],
+        type=row[3],
+        status=JobStatus(row[4]),
+        priority=row[5],
+        data=row[6],
+        attempts=row[7],
+        max_attempts=row[8],
+        idempotency_key=row[9],
+        created_by=row[10],
+        created_at=row[11],
+        run_at=row[12],
+        started_at=row[13],
+        finished_at=row[14],
+        last_error=row[15],
+        result=row[16],
+        request_id=row[17],
+        replay_of=row[18],
+    )
 
 
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs more than the batch insert

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from queue_service.core.jobs import Job, JobStatus
+from queue_service.core.jobs import Job, JobStatus, job_from_row
 from queue_service.store.db import Conn, Database
 from queue_service.store.queries import Q
 
@@ -80,30 +80,6 @@ class WorkerInfo:
 CancelOutcome = Literal["cancelled", "cancel_requested"]
 
 
-def _job(row: tuple[Any, ...]) -> Job:
-    return Job(
-        id=row[0],
-        tenant_id=row[1],
-        queue=row[2],
-        type=row[3],
-        status=JobStatus(row[4]),
-        priority=row[5],
-        data=row[6],
-        attempts=row[7],
-        max_attempts=row[8],
-        idempotency_key=row[9],
-        created_by=row[10],
-        created_at=row[11],
-        run_at=row[12],
-        started_at=row[13],
-        finished_at=row[14],
-        last_error=row[15],
-        result=row[16],
-        request_id=row[17],
-        replay_of=row[18],
-    )
-
-
 class AdminStore:
     """Statements outside the hot path."""
 
@@ -116,7 +92,7 @@ class AdminStore:
         async with self.db.connection(conn) as c:
             cur = await c.execute(Q["job_get"], {"id": job_id, "tenant": tenant})
             row = await cur.fetchone()
-        return _job(row) if row else None
+        return job_from_row(row) if row else None
 
     async def job_events(self, job_id: UUID) -> list[JobEvent]:
         async with self.db.connection() as c:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from queue_service.core.ids import uuid7, uuid7_many
-from queue_service.core.jobs import ClaimedJob, NewJob
+from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
 from queue_service.errors import IdempotencyConflictError
 from queue_service.store.db import Conn, Database, json_text
 from queue_service.store.queries import Q
@@ -21,10 +21,12 @@ from queue_service.store.queries import Q
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
-    """The outcome of one enqueue: the job's id, and whether it is new."""
+    """The outcome of one enqueue: the job's id, whether it is new, and (for
+    a single new job) the job as inserted."""
 
     job_id: UUID
     created: bool
+    job: Job | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +97,7 @@ class JobStore:
         missing: dict[str, list[int]] = {}
         for i in unique:
             if planned[i] in inserted:
-                resolved[i] = Enqueued(planned[i], True)
+                resolved[i] = Enqueued(planned[i], True, inserted[planned[i]])
             else:
                 missing.setdefault(jobs[i].tenant_id, []).append(i)
         for tenant, indexes in missing.items():
@@ -121,18 +123,18 @@ class JobStore:
 
     async def _insert(
         self, conn: Conn, jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]
-    ) -> set[UUID]:
-        """Insert the chosen jobs; returns the ids that went in."""
+    ) -> dict[UUID, Job | None]:
+        """Insert the chosen jobs; maps the ids that went in to the job (single inserts)."""
         if len(indexes) == 1:
             cur = await conn.execute(
                 Q["job_insert_one"], _one_params(jobs[indexes[0]], ids[indexes[0]])
             )
-            return {row[0] for row in await cur.fetchall()}
+            return {row[0]: job_from_row(row) for row in await cur.fetchall()}
         # Keyless jobs that run now need no conflict handling: COPY them.
         bulk = [i for i in indexes if jobs[i].idempotency_key is None and jobs[i].runs_now]
         in_bulk = set(bulk)
         rest = [i for i in indexes if i not in in_bulk]
-        inserted: set[UUID] = set()
+        inserted: dict[UUID, Job | None] = {}
         if bulk:
             # IF NOT EXISTS would NOTICE on every batch; the notice says nothing.
             await conn.execute("SET LOCAL client_min_messages = warning")
@@ -160,10 +162,10 @@ class JobStore:
             await conn.execute(
                 Q["jobs_notify_queues"], {"queues": sorted({jobs[i].queue for i in bulk})}
             )
-            inserted.update(ids[i] for i in bulk)
+            inserted.update((ids[i], None) for i in bulk)
         if rest:
             cur = await conn.execute(Q["job_insert_many"], _insert_params(jobs, ids, rest))
-            inserted.update(row[0] for row in await cur.fetchall())
+            inserted.update((row[0], None) for row in await cur.fetchall())
         return inserted
 
     async def claim(

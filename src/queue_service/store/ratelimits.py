@@ -30,16 +30,28 @@ class RateLimitStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def hit(
-        self, tenant: str, keys: list[str], limits: list[int], window_seconds: int
+    async def add(
+        self,
+        tenant: str,
+        keys: list[str],
+        limits: list[int],
+        deltas: list[int],
+        window_seconds: int,
     ) -> list[WindowCount]:
+        """Add ``deltas`` requests to the keys' windows; the counts after."""
         async with self.db.connection() as c:
             # A counter lost in a crash costs nothing; not waiting for the
             # WAL flush keeps the check off the request's critical path.
             await c.execute("SET LOCAL synchronous_commit = off")
             cur = await c.execute(
-                Q["rate_limit_hit"],
-                {"tenant": tenant, "keys": keys, "limits": limits, "window": window_seconds},
+                Q["rate_limit_add"],
+                {
+                    "tenant": tenant,
+                    "keys": keys,
+                    "limits": limits,
+                    "deltas": deltas,
+                    "window": window_seconds,
+                },
             )
             return [WindowCount(*row) for row in await cur.fetchall()]
 

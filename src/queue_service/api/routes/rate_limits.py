@@ -49,6 +49,7 @@ async def reset(caller: Admin, state: State, key: str = KeyPath) -> RateLimitOut
         raise Problem(404, f"no rate limit {key!r}")
     async with state.db.tenant_transaction(caller.tenant_id) as bound:
         await RateLimitStore(bound).reset(caller.tenant_id, key)
+    state.limiter.forget(caller.tenant_id, key)
     return RateLimitOut(
         key=key,
         kind="inbound",

@@ -1,13 +1,14 @@
 -- Statements of the HTTP API beyond the engine's: inbound rate limits.
 
--- name: rate_limit_hit
--- Count one request against each key (fixed windows), starting a new window
+-- name: rate_limit_add
+-- Add requests to each key's count (fixed windows), starting a new window
 -- when the old one ended. Returns each key's limit, count and seconds left.
 INSERT INTO rate_limits AS r (tenant_id, key, "limit", window_seconds, current_count, reset_at)
-SELECT %(tenant)s, k, l, %(window)s, 1, now() + make_interval(secs => %(window)s)
-FROM unnest(%(keys)s::text[], %(limits)s::integer[]) AS t(k, l)
+SELECT %(tenant)s, k, l, %(window)s, d, now() + make_interval(secs => %(window)s)
+FROM unnest(%(keys)s::text[], %(limits)s::integer[], %(deltas)s::integer[]) AS t(k, l, d)
 ON CONFLICT (tenant_id, key) DO UPDATE SET
-    current_count = CASE WHEN r.reset_at <= now() THEN 1 ELSE r.current_count + 1 END,
+    current_count = CASE WHEN r.reset_at <= now() THEN EXCLUDED.current_count
+                         ELSE r.current_count + EXCLUDED.current_count END,
     reset_at = CASE WHEN r.reset_at <= now()
                     THEN now() + make_interval(secs => EXCLUDED.window_seconds)
                     ELSE r.reset_at END,

@@ -49,7 +49,7 @@ FROM inserted
 
 -- name: job_insert_one
 -- Insert one job, the common case in one round trip: same rules as
--- job_insert_many. Returns the id if inserted.
+-- job_insert_many. Returns the job if inserted.
 WITH new_key AS (
     INSERT INTO queue_idempotency_keys AS k (tenant_id, key, job_id, payload_hash, expires_at)
     SELECT %(tenant)s, %(key)s, %(id)s, %(hash)s, now() + make_interval(secs => %(ttl)s)
@@ -69,9 +69,14 @@ inserted AS (
            %(request_id)s, %(trace)s::jsonb, %(replay_of)s,
            coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s))
     WHERE %(key)s::text IS NULL OR EXISTS (SELECT 1 FROM new_key)
-    RETURNING id, queue, run_at
+    RETURNING *
 )
-SELECT id, CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue) END
+-- The job as job_get reads it, so the caller needs no second round trip.
+SELECT id, tenant_id, queue, type,
+       CASE WHEN run_at > now() THEN 'delayed' ELSE status END,
+       priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
+       run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of,
+       CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue) END
 FROM inserted
 
 -- name: jobs_staging_create
