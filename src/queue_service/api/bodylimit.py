@@ -30,18 +30,27 @@ class BodyLimitMiddleware:
             return
         seen = 0
         started = False
+        exceeded = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    exceeded = True
                     raise BodyTooLargeError
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if exceeded:
+                # Whatever the app made of the error (FastAPI turns an exception
+                # while reading the body into a 400), the answer is the 413.
+                if not started:
+                    started = True
+                    await self._refuse(send)
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -49,6 +58,7 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLargeError:
             if not started:
+                started = True
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:

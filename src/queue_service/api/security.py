@@ -37,7 +37,7 @@ Group = Literal["enqueue", "read", "admin"]
 GROUPS: tuple[Group, ...] = ("enqueue", "read", "admin")
 
 
-def api_state(request: Request) -> ApiState:
+async def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 

@@ -107,30 +107,17 @@ class Database:
         Everything run through the returned database shares the transaction;
         the setting is local to it, so the pooled connection goes back clean.
         """
-        async with self.pool.connection() as conn:
-            # BEGIN and the setting in one round trip (a simple query cannot
-            # take parameters, so the tenant goes in as a quoted literal).
-            await conn.execute(
-                sql.SQL("BEGIN; SELECT set_config({}, {}, true)").format(
-                    sql.Literal(TENANT_SETTING), sql.Literal(tenant_id)
-                ),
-                prepare=False,
-            )
-            try:
-                yield BoundDatabase(conn)
-            except BaseException:
-                await _rollback_quietly(conn)
-                raise
-            await conn.execute("COMMIT")
+        # Pipeline mode: BEGIN, the setting and the first statement travel
+        # together, COMMIT on its own: two round trips for a one-statement
+        # request instead of four.
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            await conn.execute("SELECT set_config(%s, %s, true)", (TENANT_SETTING, tenant_id))
+            yield BoundDatabase(conn)
 
 
-async def _rollback_quietly(conn: Conn) -> None:
-    if conn.closed:
-        return
-    try:
-        await conn.execute("ROLLBACK")
-    except psycopg.Error:
-        await conn.close()  # a connection in an unknown state is not reused
+def in_pipeline(conn: Conn) -> bool:
+    """Whether the connection is in pipeline mode (where COPY is not allowed)."""
+    return bool(conn.pgconn.pipeline_status)
 
 
 class BoundDatabase(Database):

@@ -15,7 +15,7 @@ from uuid import UUID
 from queue_service.core.ids import uuid7, uuid7_many
 from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
 from queue_service.errors import IdempotencyConflictError
-from queue_service.store.db import Conn, Database, json_text
+from queue_service.store.db import Conn, Database, in_pipeline, json_text
 from queue_service.store.queries import Q
 
 
@@ -131,7 +131,10 @@ class JobStore:
             )
             return {row[0]: job_from_row(row) for row in await cur.fetchall()}
         # Keyless jobs that run now need no conflict handling: COPY them.
-        bulk = [i for i in indexes if jobs[i].idempotency_key is None and jobs[i].runs_now]
+        copyable = not in_pipeline(conn)  # COPY is not allowed in pipeline mode
+        bulk = [
+            i for i in indexes if copyable and jobs[i].idempotency_key is None and jobs[i].runs_now
+        ]
         in_bulk = set(bulk)
         rest = [i for i in indexes if i not in in_bulk]
         inserted: dict[UUID, Job | None] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from uuid import UUID
 
 from fastapi import APIRouter, Response
@@ -21,6 +23,7 @@ from queue_service.api.security import (
 )
 from queue_service.api.state import Scope
 from queue_service.core.jobs import Job
+from queue_service.processors.registry import UnknownQueueError
 from queue_service.runtime.manager import EnqueueRequest
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
@@ -47,6 +50,15 @@ def _request(body: EnqueueBody, caller: Principal) -> EnqueueRequest:
     )
 
 
+@contextmanager
+def _body_errors() -> Iterator[None]:
+    """An unknown queue named in a body is a bad body (422), not a missing resource (404)."""
+    try:
+        yield
+    except UnknownQueueError as exc:
+        raise Problem(422, str(exc)) from None
+
+
 async def visible_job(scope: Scope, job_id: UUID) -> Job:
     """The job if the caller may see it; 404 otherwise (never 403: SPEC §6)."""
     job = await scope.store.get_job(job_id, scope.principal.tenant_id)
@@ -71,9 +83,10 @@ async def visible_job(scope: Scope, job_id: UUID) -> Job:
 )
 async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: Response) -> JobOut:
     async with state.scope(caller) as scope:
-        done = await scope.manager.enqueue(_request(body, caller))
+        with _body_errors():
+            done = await scope.manager.enqueue(_request(body, caller))
         if done.created:
-            job = await scope.store.get_job(done.job_id, caller.tenant_id)
+            job = done.job or await scope.store.get_job(done.job_id, caller.tenant_id)
         else:
             job = await _replayed(scope, done.job_id, body)
     assert job is not None
@@ -102,7 +115,8 @@ async def _replayed(scope: Scope, job_id: UUID, body: EnqueueBody) -> Job:
 )
 async def enqueue_batch(body: BatchBody, caller: BatchEnqueuer, state: State) -> BatchOut:
     async with state.scope(caller) as scope:
-        done = await scope.manager.enqueue_many([_request(j, caller) for j in body.jobs])
+        with _body_errors():
+            done = await scope.manager.enqueue_many([_request(j, caller) for j in body.jobs])
         jobs = [await scope.store.get_job(d.job_id, caller.tenant_id) for d in done]
     return BatchOut(jobs=[job_out(j) for j in jobs if j is not None])
 
