@@ -1,6 +1,6 @@
 """The job hot path: insert, claim, complete, retry, fail, heartbeat, rescue.
 
-One method per statement of queries.sql; every write after a claim is
+One method per statement of sql/engine.sql; every write after a claim is
 compare-and-set on the claim's lease token.
 """
 
