@@ -36,6 +36,7 @@ _PIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9._!-]+$")
 USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
   serve [args]   install the project (locked deps) into .venv, run `queue-service serve args`
+                 (QUEUE_SERVICE_ENV defaults to development: embedded database, generated keys)
   test [args]    install with dev extras, run `python -m pytest args`
   check          install with dev extras, run ruff check, ruff format --check, mypy, pytest
   lock           regenerate requirements.lock from pyproject.toml in a fresh venv
@@ -197,6 +198,9 @@ def main(argv: Sequence[str]) -> int:
     command, args = argv[0], list(argv[1:])
     if command == "serve":
         ensure_installed(dev=False)
+        # The local run: embedded PostgreSQL, a generated JWT key, development
+        # providers. Production sets QUEUE_SERVICE_ENV=production and its keys.
+        os.environ.setdefault("QUEUE_SERVICE_ENV", "development")
         run_replacing_this_process([str(venv_exe("queue-service")), "serve", *args])
     elif command == "test":
         ensure_installed(dev=True)
