@@ -4,7 +4,7 @@ and an in-process worker."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ import pytest
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
+from tests.support.processes import ServiceProcess
 from tests.support.processors import LEDGER_DDL, PROCESSORS
 
 
@@ -61,3 +62,25 @@ async def run_worker(runtime: Runtime) -> AsyncIterator[WorkerFactory]:
     for stop, _ in running:
         stop.set()
     await asyncio.gather(*(t for _, t in running))
+
+
+Spawn = Callable[..., ServiceProcess]
+
+
+@pytest.fixture
+def spawn(database_url: str) -> Iterator[Spawn]:
+    """Start `queue-service <args>` children; any still running are killed after
+    the test, and their logs are printed (pytest shows them on failure)."""
+    started: list[tuple[str, ServiceProcess]] = []
+
+    def start(*args: str, **env: str) -> ServiceProcess:
+        proc = ServiceProcess(database_url, *args, env=env)
+        started.append((" ".join([*args, env.get("QUEUE_SERVICE_WORKER_ID", "")]), proc))
+        return proc
+
+    yield start
+    for label, proc in started:
+        proc.stop()  # SIGKILL works on a SIGSTOPped process too
+        print(f"----- {label} (pid {proc.pid}, exit {proc.proc.returncode}) -----")
+        print(proc.logs())
+        proc.log_path.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,31 +24,11 @@ from queue_service.core.jobs import JobStatus
 from queue_service.runtime.context import JobContext, LeaseLostError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
+from tests.integration.conftest import Spawn
 from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
-
-Spawn = Callable[..., ServiceProcess]
-
-
-@pytest.fixture
-def spawn(database_url: str) -> Iterator[Spawn]:
-    """Start `queue-service <args>` children; any still running are killed after
-    the test, and their logs are printed (pytest shows them on failure)."""
-    started: list[tuple[str, ServiceProcess]] = []
-
-    def start(*args: str, **env: str) -> ServiceProcess:
-        proc = ServiceProcess(database_url, *args, env=env)
-        started.append((" ".join([*args, env.get("QUEUE_SERVICE_WORKER_ID", "")]), proc))
-        return proc
-
-    yield start
-    for label, proc in started:
-        proc.stop()  # SIGKILL works on a SIGSTOPped process too
-        print(f"----- {label} (pid {proc.pid}, exit {proc.proc.returncode}) -----")
-        print(proc.logs())
-        proc.log_path.unlink(missing_ok=True)
 
 
 async def exit_code(proc: ServiceProcess, timeout: float = 10.0) -> int:

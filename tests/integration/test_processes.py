@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,34 +20,14 @@ import pytest
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
+from tests.integration.conftest import Spawn
 from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
 LEADER_INTERVAL = 0.5  # QUEUE_SERVICE_LEADER_INTERVAL_SECONDS set by ServiceProcess
-
-Spawn = Callable[..., ServiceProcess]
 Probe = Callable[[], Awaitable[bool]]
-
-
-@pytest.fixture
-def spawn(database_url: str) -> Iterator[Spawn]:
-    """Start `queue-service <args>` children; any still running are killed after
-    the test, and their logs are printed (pytest shows them on failure)."""
-    started: list[tuple[str, ServiceProcess]] = []
-
-    def start(*args: str, **env: str) -> ServiceProcess:
-        proc = ServiceProcess(database_url, *args, env=env)
-        started.append((" ".join([*args, env.get("QUEUE_SERVICE_WORKER_ID", "")]), proc))
-        return proc
-
-    yield start
-    for label, proc in started:
-        proc.stop()
-        print(f"----- {label} (pid {proc.pid}, exit {proc.proc.returncode}) -----")
-        print(proc.logs())
-        proc.log_path.unlink(missing_ok=True)
 
 
 async def registered(runtime: Runtime, *worker_ids: str) -> None:
@@ -274,3 +254,38 @@ async def test_leadership_fails_over_and_the_new_leader_keeps_rescuing(
         {"id": job_id},
     )
     assert rows == (1, follower_id)
+
+
+async def test_a_frozen_leader_loses_leadership_and_steps_down_when_it_wakes(
+    runtime: Runtime, spawn: Spawn
+) -> None:
+    servers = {
+        name: spawn("serve", QUEUE_SERVICE_WORKER_ID=name) for name in ("serve-a", "serve-b")
+    }
+    await registered(runtime, *servers)
+
+    async def leaders() -> list[str]:
+        return [name for name, proc in servers.items() if became_leader(proc)]
+
+    (elected,) = await eventually(leaders, what="a leader")
+    (follower_id,) = set(servers) - {elected}
+    leader, follower = servers[elected], servers[follower_id]
+    # SIGSTOP keeps the leader's connection (and its lock) open: PostgreSQL's
+    # idle_session_timeout on the leader session is what ends it.
+    leader.signal(signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+
+        async def took_over() -> bool:
+            return became_leader(follower)
+
+        await eventually(took_over, timeout=10, what="the follower to become leader")
+        took = time.monotonic() - frozen
+        assert took < 5 * LEADER_INTERVAL + 2, f"fail-over took {took:.2f} s"
+    finally:
+        leader.signal(signal.SIGCONT)
+
+    async def stepped_down() -> bool:
+        return "no longer leader" in leader.logs()
+
+    await eventually(stepped_down, what="the woken leader to step down")

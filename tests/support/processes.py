@@ -17,7 +17,9 @@ class ServiceProcess:
     """`queue-service <command>` in a child process, logs to a file."""
 
     def __init__(self, database_url: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.log_path = Path(tempfile.mkstemp(prefix="qs-proc-", suffix=".log")[1])
+        fd, path = tempfile.mkstemp(prefix="qs-proc-", suffix=".log")
+        os.close(fd)
+        self.log_path = Path(path)
         full_env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -58,6 +60,7 @@ class ServiceProcess:
         return self.log_path.read_text("utf-8", errors="replace")
 
     def stop(self) -> None:
+        """Kill the process if it still runs (its log stays for the caller)."""
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)

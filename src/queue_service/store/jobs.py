@@ -284,6 +284,7 @@ class JobStore:
                     {
                         "ids": [e.id for e in to_rescue],
                         "tokens": [e.lease_token for e in to_rescue],
+                        "workers": [e.worker_id for e in to_rescue],
                     },
                 )
                 rescued = [row[0] for row in await cur.fetchall()]

@@ -37,8 +37,9 @@ class LeaderSession:
     leader is replaced at the next election attempt of any other instance.
     """
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, interval_seconds: float = 5.0) -> None:
         self._conninfo = conninfo
+        self._idle_timeout_ms = max(3 * interval_seconds, 2.0) * 1000
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def try_acquire(self) -> bool:
@@ -54,6 +55,12 @@ class LeaderSession:
         cur = await conn.execute(Q["leader_try_lock"], {"lock": LEADER_LOCK_ID})
         row = await cur.fetchone()
         if row and row[0]:
+            # A frozen (SIGSTOPped) leader keeps its connection, and with it
+            # the lock. The leader runs a statement every interval, so a
+            # session idle for three intervals is a leader that stopped:
+            # PostgreSQL ends it and another instance takes over.
+            await conn.execute(sql.SQL("SET idle_session_timeout = {}").format(
+                sql.Literal(f"{int(self._idle_timeout_ms)}ms")))
             self._conn = conn
             return True
         await conn.close()

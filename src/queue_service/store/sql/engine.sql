@@ -23,13 +23,24 @@ new_keys AS (
     SELECT tenant_id, idempotency_key, id, payload_hash, now() + make_interval(secs => ttl)
     FROM input
     WHERE idempotency_key IS NOT NULL
-    -- An expired key is taken over; a live one is left alone (the caller
-    -- then reads it back to tell a replay from a conflict).
-    ON CONFLICT (tenant_id, key) DO UPDATE
-        SET job_id = EXCLUDED.job_id, payload_hash = EXCLUDED.payload_hash,
-            created_at = now(), expires_at = EXCLUDED.expires_at
-        WHERE k.expires_at <= now()
+    -- A live key is left alone (the caller then reads it back to tell a
+    -- replay from a conflict). DO NOTHING, not DO UPDATE ... WHERE expired:
+    -- DO UPDATE locks the existing row even when its WHERE is false, so
+    -- concurrent replays of one key would queue behind each other's commits.
+    ON CONFLICT (tenant_id, key) DO NOTHING
     RETURNING job_id
+),
+taken_over AS (
+    -- An expired key is taken over; of concurrent takers, the first wins
+    -- (the others re-check expires_at on its new row and skip it).
+    UPDATE queue_idempotency_keys k
+    SET job_id = i.id, payload_hash = i.payload_hash, created_at = now(),
+        expires_at = now() + make_interval(secs => i.ttl)
+    FROM input i
+    WHERE i.idempotency_key IS NOT NULL
+      AND k.tenant_id = i.tenant_id AND k.key = i.idempotency_key
+      AND k.expires_at <= now()
+    RETURNING k.job_id
 ),
 inserted AS (
 INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
@@ -39,7 +50,8 @@ SELECT id, tenant_id, queue, type, priority, data::jsonb, max_attempts, max_stal
        lease_seconds, idempotency_key, created_by, request_id, trace_context::jsonb,
        replay_of, coalesce(run_at, now() + make_interval(secs => delay))
 FROM input
-WHERE idempotency_key IS NULL OR id IN (SELECT job_id FROM new_keys)
+WHERE idempotency_key IS NULL
+   OR id IN (SELECT job_id FROM new_keys UNION ALL SELECT job_id FROM taken_over)
 RETURNING id, queue, run_at
 )
 -- The wake-up hint rides the insert: PostgreSQL delivers it at commit, so a
@@ -54,10 +66,15 @@ WITH new_key AS (
     INSERT INTO queue_idempotency_keys AS k (tenant_id, key, job_id, payload_hash, expires_at)
     SELECT %(tenant)s, %(key)s, %(id)s, %(hash)s, now() + make_interval(secs => %(ttl)s)
     WHERE %(key)s::text IS NOT NULL
-    ON CONFLICT (tenant_id, key) DO UPDATE
-        SET job_id = EXCLUDED.job_id, payload_hash = EXCLUDED.payload_hash,
-            created_at = now(), expires_at = EXCLUDED.expires_at
-        WHERE k.expires_at <= now()
+    ON CONFLICT (tenant_id, key) DO NOTHING  -- no row lock on a live key (job_insert_many)
+    RETURNING job_id
+),
+taken_over AS (
+    UPDATE queue_idempotency_keys k
+    SET job_id = %(id)s, payload_hash = %(hash)s, created_at = now(),
+        expires_at = now() + make_interval(secs => %(ttl)s)
+    WHERE %(key)s::text IS NOT NULL AND k.tenant_id = %(tenant)s AND k.key = %(key)s
+      AND k.expires_at <= now()
     RETURNING job_id
 ),
 inserted AS (
@@ -68,7 +85,8 @@ inserted AS (
            %(max_attempts)s, %(max_stalled)s, %(lease)s, %(key)s, %(created_by)s,
            %(request_id)s, %(trace)s::jsonb, %(replay_of)s,
            coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s))
-    WHERE %(key)s::text IS NULL OR EXISTS (SELECT 1 FROM new_key)
+    WHERE %(key)s::text IS NULL
+       OR EXISTS (SELECT 1 FROM new_key) OR EXISTS (SELECT 1 FROM taken_over)
     RETURNING *
 )
 -- The job as job_get reads it, so the caller needs no second round trip.
@@ -293,9 +311,11 @@ LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED
 
 -- name: job_rescue_many
--- Put stalled jobs back to waiting, counting the stall.
+-- Put stalled jobs back to waiting, counting the stall; the history names
+-- the worker that held the lease.
 WITH input AS (
-    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[]) AS t(id, token)
+    SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[], %(workers)s::text[])
+        AS t(id, token, worker_id)
 ),
 done AS (
     UPDATE jobs j
@@ -309,11 +329,11 @@ done AS (
     FROM input i
     WHERE j.id = i.id AND j.lease_token = i.token AND j.status = 'active'
     RETURNING j.id, j.tenant_id, j.attempts, j.started_at, j.queue, j.last_error,
-              i.token
+              i.worker_id
 ),
 history AS (
-    INSERT INTO job_events (job_id, tenant_id, event, attempt, started_at, error)
-    SELECT id, tenant_id, 'rescued', attempts, started_at, last_error FROM done
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, started_at, error)
+    SELECT id, tenant_id, 'rescued', attempts, worker_id, started_at, last_error FROM done
 ),
 wake AS (
     SELECT pg_notify('queue_service_jobs', queue) FROM (SELECT DISTINCT queue FROM done) q
