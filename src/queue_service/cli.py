@@ -128,11 +128,26 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
                     await state.close()
 
     try:
-        with _database(settings) as conninfo:
-            asyncio.run(main(conninfo))
+        with (
+            _database(settings) as conninfo,
+            asyncio.Runner(loop_factory=_loop_factory(settings)) as r,
+        ):
+            r.run(main(conninfo))
     except (QueueServiceError, ConfigurationError) as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
+
+
+def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): a faster event loop for the
+    HTTP API and the workers; the standard loop elsewhere."""
+    if settings.queue_service_event_loop != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:

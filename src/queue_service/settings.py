@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     # prepared statements, and no LISTEN unless DATABASE_LISTEN_URL is direct.
     queue_service_pgbouncer: bool = False
     queue_service_log_level: Literal["debug", "info", "warning", "error"] = "info"
+    queue_service_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     queue_service_dlq_retention_days: int = Field(default=90, ge=1)
 
     # HTTP API (SPEC §6, §10).
