@@ -3,14 +3,13 @@ delete, and replay in bulk with a dry run."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query
 
+from queue_service.api.cursors import decode_cursor, encode_cursor
 from queue_service.api.problems import ERROR_RESPONSES, Problem
 from queue_service.api.routes.jobs import job_out
 from queue_service.api.schemas import (
@@ -30,18 +29,6 @@ router = APIRouter(tags=["dead letters"], responses=ERROR_RESPONSES)
 
 def _out(entry: DeadLetter) -> DeadLetterOut:
     return DeadLetterOut.model_validate(entry, from_attributes=True)
-
-
-def _cursor(entry: DeadLetter) -> str:
-    return base64.urlsafe_b64encode(f"{entry.failed_at.isoformat()}|{entry.id}".encode()).decode()
-
-
-def _decode(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        at, _, entry_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), UUID(entry_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "cursor is not one this API returned") from None
 
 
 @router.get("/dlq", response_model=DeadLetterList, summary="Dead letters, newest first")
@@ -65,12 +52,14 @@ async def list_dead_letters(
             error_contains=error,
             failed_after=failed_after,
             failed_before=failed_before,
-            before=_decode(cursor) if cursor else None,
+            before=decode_cursor(cursor) if cursor else None,
         )
     page = entries[:limit]
     return DeadLetterList(
         items=[_out(e) for e in page],
-        next_cursor=_cursor(page[-1]) if len(entries) > limit else None,
+        next_cursor=encode_cursor(page[-1].failed_at, page[-1].id)
+        if len(entries) > limit
+        else None,
     )
 
 

@@ -7,15 +7,12 @@ paused and only the CLI lifts it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
 from typing import Annotated
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 
-from queue_service.api.problems import ERROR_RESPONSES, Problem
+from queue_service.api.cursors import decode_cursor, encode_cursor
+from queue_service.api.problems import ERROR_RESPONSES
 from queue_service.api.routes.jobs import job_out
 from queue_service.api.schemas import (
     ClearOut,
@@ -89,14 +86,6 @@ async def queue_status(name: str, caller: AnyRole, state: State) -> QueueStatus:
     )
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    try:
-        at, _, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(at), UUID(job_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "cursor is not one this API returned") from None
-
-
 def _encode_cursor(job: Job, status: JobStatus) -> str:
     at = (
         job.run_at
@@ -104,7 +93,7 @@ def _encode_cursor(job: Job, status: JobStatus) -> str:
         else job.finished_at
     )
     assert at is not None
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{job.id}".encode()).decode()
+    return encode_cursor(at, job.id)
 
 
 @router.get(
@@ -122,7 +111,7 @@ async def list_jobs(
 ) -> JobList:
     _known(state, name)
     wanted = JobStatus(status)
-    after = _decode_cursor(cursor) if cursor else None
+    after = decode_cursor(cursor) if cursor else None
     async with state.scope(caller) as scope:
         ids = await scope.store.list_job_ids(name, caller.tenant_id, wanted, limit + 1, after)
         jobs = [j for i in ids[:limit] if (j := await scope.store.get_job(i, caller.tenant_id))]
