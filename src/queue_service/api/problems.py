@@ -102,6 +102,17 @@ def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _body_not_json(request: Request, exc: RequestValidationError) -> bool:
+    """A body sent, but not as JSON (``curl -d`` sends a form): FastAPI then
+    validates the raw bytes and says only "Input should be a valid dictionary"."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return False
+    return any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in exc.errors()
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
@@ -116,6 +127,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         if any(e.get("type") == "json_invalid" for e in exc.errors()):
             return problem_response(400, "the body is not valid JSON", request)
+        if _body_not_json(request, exc):
+            return problem_response(
+                415, "the body must be JSON: send it with Content-Type: application/json", request
+            )
         return problem_response(422, _validation_detail(exc), request)
 
     @app.exception_handler(StarletteHTTPException)
