@@ -94,8 +94,10 @@ async def run_until_stopped(
     if leader:
         duties = Leader(
             runtime.manager,
-            LeaderSession(runtime.listen_conninfo or runtime.conninfo,
-                          settings.queue_service_leader_interval_seconds),
+            LeaderSession(
+                runtime.listen_conninfo or runtime.conninfo,
+                settings.queue_service_leader_interval_seconds,
+            ),
             interval=settings.queue_service_leader_interval_seconds,
         )
         leader_task = asyncio.create_task(duties.run(), name="leader")

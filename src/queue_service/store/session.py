@@ -59,8 +59,11 @@ class LeaderSession:
             # the lock. The leader runs a statement every interval, so a
             # session idle for three intervals is a leader that stopped:
             # PostgreSQL ends it and another instance takes over.
-            await conn.execute(sql.SQL("SET idle_session_timeout = {}").format(
-                sql.Literal(f"{int(self._idle_timeout_ms)}ms")))
+            await conn.execute(
+                sql.SQL("SET idle_session_timeout = {}").format(
+                    sql.Literal(f"{int(self._idle_timeout_ms)}ms")
+                )
+            )
             self._conn = conn
             return True
         await conn.close()
