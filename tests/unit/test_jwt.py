@@ -382,3 +382,23 @@ def test_well_signed_arbitrary_claims_only_ever_raise_auth_error(
     except AuthError as error:
         outcome = error
     assert isinstance(outcome, Principal) or outcome.status == 401
+
+
+def test_a_verified_token_is_remembered_until_it_expires() -> None:
+    now = [time.time()]
+    verifier = JwtVerifier("HS256", SECRET, leeway_seconds=0, clock=lambda: now[0])
+    token = mint_token(SECRET, subject="u1", tenant_id="t1", roles=["user"], ttl_seconds=60)
+    first = verifier.verify(token)
+    assert verifier.verify(token) is first  # served from the cache
+    now[0] += 61
+    with pytest.raises(AuthError, match="expired"):
+        verifier.verify(token)
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_still_checked() -> None:
+    verifier = JwtVerifier("HS256", SECRET)
+    token = mint_token(SECRET, subject="u1", tenant_id="t1", roles=["user"])
+    verifier.verify(token)
+    header, payload, signature = token.split(".")
+    with pytest.raises(AuthError):
+        verifier.verify(f"{header}.{payload}.{signature[:-2]}AA")

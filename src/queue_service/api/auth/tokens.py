@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, Literal
 
 import jwt
@@ -27,6 +27,8 @@ MIN_RSA_BITS: Final = 2048
 # Far above any real token (a few hundred bytes to ~2 kB); refusing larger ones
 # before parsing caps the work an unauthenticated caller can ask for.
 MAX_TOKEN_LENGTH: Final = 8192
+# Verified tokens remembered until they expire (a few MB at most).
+VERIFIED_CACHE_SIZE: Final = 10_000
 REQUIRED_CLAIMS: Final = ("exp", "sub", "tenant_id")
 
 _ROLE_BY_NAME: Final[dict[str, Role]] = {role: role for role in ROLES}
@@ -117,7 +119,9 @@ class JwtVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         leeway_seconds: int = 60,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._clock = clock
         self._key: bytes | RSAPublicKey
         if algorithm == "HS256":
             self._key = _check_secret(key)
@@ -132,9 +136,29 @@ class JwtVerifier:
         self.audience = audience
         self.leeway_seconds = leeway_seconds
         self._jwt = jwt.PyJWT(options={"enforce_minimum_key_length": True})
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token; AuthError(401) for anything else."""
+        """The principal of a valid token; AuthError(401) for anything else.
+
+        A token verified once is remembered (by its exact text, signature
+        included) until it expires: clients reuse a token for many requests,
+        and the signature check is the costliest part of a request's auth.
+        """
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, expires = cached
+            if self._clock() <= expires + self.leeway_seconds:
+                return principal
+            del self._verified[token]
+            raise AuthError("token expired")
+        principal, expires = self._verify(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))  # the oldest entry
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         if len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("token too large")
         if not _TOKEN_SHAPE.fullmatch(token):
@@ -151,11 +175,12 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(_detail(exc)) from None
-        return Principal(
+        principal = Principal(
             subject=parse_identifier(claims["sub"], "claim sub"),
             tenant_id=parse_identifier(claims["tenant_id"], "claim tenant_id"),
             roles=_parse_roles(claims),
         )
+        return principal, float(claims["exp"])
 
 
 def mint_token(
