@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from queue_service.api.bodylimit import BodyLimitMiddleware
 from queue_service.api.problems import install_problem_handlers
 from queue_service.api.requestid import RequestIdMiddleware
 from queue_service.api.routes import dlq, health, jobs, queues, rate_limits
+from queue_service.api.security import SECURITY_SCHEMES
 from queue_service.api.state import ApiState
 
 DESCRIPTION = """The durable job queue of the ticketing platform.
@@ -27,9 +32,37 @@ def create_app(state: ApiState) -> FastAPI:
     )
     app.state.api = state
     install_problem_handlers(app)
-    for router in (jobs.router, queues.router, dlq.router, rate_limits.router, health.router):
+    routers = (jobs.router, queues.router, dlq.router, rate_limits.router, health.router)
+    for router in routers:
         app.include_router(router)
     # Added last = outermost: every response, a 413 included, gets its id.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
+    app.openapi = lambda: _openapi(app, routes)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI, routes: list[APIRoute]) -> dict[str, Any]:
+    """FastAPI's document plus the security each guarded operation accepts."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for route in routes:
+        security = next(
+            (
+                getattr(d.call, "openapi_security", None)
+                for d in route.dependant.dependencies
+                if getattr(d.call, "openapi_security", None)
+            ),
+            None,
+        )
+        if security is None:
+            continue
+        for method in route.methods or ():
+            schema["paths"][route.path_format][method.lower()]["security"] = security
+    app.openapi_schema = schema
+    return schema

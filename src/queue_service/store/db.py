@@ -112,8 +112,12 @@ class Database:
             # one execute (measured 23% more requests/s than pipeline mode,
             # whose machinery costs more CPU than the round trip it saves);
             # psycopg sees the open transaction and nests savepoints in it.
-            await conn.execute(sql.SQL("BEGIN; SELECT set_config({}, {}, true)").format(
-                sql.Literal(TENANT_SETTING), sql.Literal(tenant_id)), prepare=False)
+            await conn.execute(
+                sql.SQL("BEGIN; SELECT set_config({}, {}, true)").format(
+                    sql.Literal(TENANT_SETTING), sql.Literal(tenant_id)
+                ),
+                prepare=False,
+            )
             try:
                 yield BoundDatabase(conn)
             except BaseException:
