@@ -25,6 +25,7 @@ from queue_service.api.state import Scope
 from queue_service.core.jobs import Job
 from queue_service.processors.registry import UnknownQueueError
 from queue_service.runtime.manager import EnqueueRequest
+from queue_service.store import Store
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
 REPLAYED = "Idempotent-Replayed"
@@ -82,9 +83,17 @@ async def visible_job(scope: Scope, job_id: UUID) -> Job:
     },
 )
 async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: Response) -> JobOut:
+    request = _request(body, caller)
+    with _body_errors():
+        new_job = state.runtime.manager.build(request)
+    # The common case in one round trip; a live idempotency key takes the
+    # general path below, which tells a replay from a conflict.
+    fast = await Store(state.db).insert_one_as_tenant(new_job)
+    if fast is not None and fast.job is not None:
+        return job_out(fast.job)
     async with state.scope(caller) as scope:
         with _body_errors():
-            done = await scope.manager.enqueue(_request(body, caller))
+            done = await scope.manager.enqueue(request)
         if done.created:
             job = done.job or await scope.store.get_job(done.job_id, caller.tenant_id)
         else:

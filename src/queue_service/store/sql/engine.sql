@@ -642,3 +642,8 @@ FROM finished_jobs WHERE type = %(type)s AND status = 'completed'
 -- Enqueue-to-start of each attempt of a type, in milliseconds.
 SELECT extract(epoch FROM started_at - created_at) * 1000
 FROM finished_jobs WHERE type = %(type)s AND status = 'completed'
+
+-- name: tenant_scope
+-- Scope the rest of this transaction (an implicit one: a pipeline up to its
+-- sync) to one tenant for row-level security.
+SELECT set_config('queue_service.tenant_id', %(tenant)s, true)
