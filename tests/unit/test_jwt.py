@@ -402,3 +402,11 @@ def test_a_tampered_copy_of_a_remembered_token_is_still_checked() -> None:
     header, payload, signature = token.split(".")
     with pytest.raises(AuthError):
         verifier.verify(f"{header}.{payload}.{signature[:-2]}AA")
+
+
+@pytest.mark.parametrize("tenant", [" ", " acme", "acme ", "\tacme"])
+def test_a_tenant_id_with_surrounding_spaces_is_refused(tenant: str) -> None:
+    verifier = JwtVerifier("HS256", SECRET)
+    token = mint_token(SECRET, subject="u1", tenant_id=tenant, roles=["user"])
+    with pytest.raises(AuthError, match="tenant_id"):
+        verifier.verify(token)

@@ -65,11 +65,13 @@ class Principal:
 
 def parse_identifier(value: object, what: str) -> str:
     """A subject or tenant id: a non-empty string of at most 200 printable
-    characters. ``what`` names the source in the error ("claim sub")."""
+    characters, without leading or trailing spaces. ``what`` names the source
+    in the error ("claim sub")."""
     if (
         not isinstance(value, str)
         or not 0 < len(value) <= MAX_IDENTIFIER_LENGTH
         or not value.isprintable()
+        or value != value.strip()  # " acme" and "acme" must not be two tenants
     ):
         raise AuthError(
             f"{what} must be a non-empty string of at most "
