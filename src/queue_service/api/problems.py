@@ -94,6 +94,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# The service's own errors and the status each answers with. IdempotencyConflictError
+# is an EnqueueError: Starlette picks the handler of the most specific class.
+DOMAIN_STATUS: dict[type[Exception], int] = {
+    JobNotFoundError: 404,
+    UnknownQueueError: 404,
+    IdempotencyConflictError: 409,
+    InvalidStateError: 409,
+    EnqueueError: 422,
+}
+
+
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:10]:
@@ -137,25 +148,12 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), request, dict(exc.headers or {}))
 
-    @app.exception_handler(JobNotFoundError)
-    async def on_not_found(request: Request, exc: JobNotFoundError) -> JSONResponse:
-        return problem_response(404, str(exc), request)
+    async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+        status = next(DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS)
+        return problem_response(status, str(exc), request)
 
-    @app.exception_handler(UnknownQueueError)
-    async def on_unknown_queue(request: Request, exc: UnknownQueueError) -> JSONResponse:
-        return problem_response(404, str(exc), request)
-
-    @app.exception_handler(IdempotencyConflictError)
-    async def on_conflict(request: Request, exc: IdempotencyConflictError) -> JSONResponse:
-        return problem_response(409, str(exc), request)
-
-    @app.exception_handler(InvalidStateError)
-    async def on_state(request: Request, exc: InvalidStateError) -> JSONResponse:
-        return problem_response(409, str(exc), request)
-
-    @app.exception_handler(EnqueueError)
-    async def on_enqueue(request: Request, exc: EnqueueError) -> JSONResponse:
-        return problem_response(422, str(exc), request)
+    for error_class in DOMAIN_STATUS:
+        app.add_exception_handler(error_class, on_domain_error)
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
