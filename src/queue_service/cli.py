@@ -37,7 +37,8 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Dead-letter queue: list, replay, delete.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
-out = Console()
+# Piped output (CI logs, files) gets room for the whole table, not 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 T = TypeVar("T")
 
