@@ -192,3 +192,20 @@ async def test_a_stale_lease_token_cannot_finish_a_job(runtime: Runtime) -> None
         done.job_id
     }
     assert (await runtime.manager.get(done.job_id)).result == "ok"
+
+
+async def test_a_jobs_log_lines_carry_the_request_id_that_created_it(
+    runtime: Runtime, run_worker: WorkerFactory
+) -> None:
+    from structlog.testing import capture_logs
+
+    request = job("test.fail", mode="permanent")
+    request.request_id = "req-42"
+    with capture_logs() as logs:
+        done = await runtime.manager.enqueue(request)
+        run_worker()
+        await finished(runtime, done.job_id, JobStatus.FAILED)
+    failed = [e for e in logs if e.get("job_id") == str(done.job_id)]
+    assert failed, logs
+    assert {e.get("request_id") for e in failed} == {"req-42"}
+    assert {e.get("tenant_id") for e in failed} == {"t1"}

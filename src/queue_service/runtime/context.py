@@ -19,6 +19,17 @@ if TYPE_CHECKING:
     from queue_service.store.db import Conn
 
 
+def job_log(logger: Any, job: ClaimedJob) -> Any:
+    """A logger carrying the job's identity, tenant and originating request id."""
+    return logger.bind(
+        job_id=str(job.id),
+        job_type=job.type,
+        attempt=job.attempt,
+        tenant_id=job.tenant_id,
+        request_id=job.request_id,
+    )
+
+
 class LeaseLostError(QueueServiceError):
     """The job's lease went to another attempt; this one must not finish it."""
 
@@ -58,13 +69,7 @@ class JobContext:
     log: Any = field(default=None)
 
     def __post_init__(self) -> None:
-        self.log = structlog.get_logger("queue_service.job").bind(
-            job_id=str(self.job.id),
-            job_type=self.job.type,
-            attempt=self.job.attempt,
-            tenant_id=self.job.tenant_id,
-            request_id=self.job.request_id,
-        )
+        self.log = job_log(structlog.get_logger("queue_service.job"), self.job)
 
     @property
     def attempt(self) -> int:

@@ -28,7 +28,7 @@ from queue_service.core.outcome import (
 from queue_service.core.retry import JitterSource
 from queue_service.errors import PermanentError, RetryableError
 from queue_service.processors.base import Processor
-from queue_service.runtime.context import JobContext, LeaseLostError
+from queue_service.runtime.context import JobContext, LeaseLostError, job_log
 from queue_service.runtime.manager import JobManager, format_validation_error
 
 log = structlog.get_logger("queue_service.executor")
@@ -88,7 +88,7 @@ class Executor:
         except RetryableError as exc:
             return self._failure(job, proc, _describe(exc), exc.delay_seconds)
         except Exception as exc:  # a handler bug must not kill the worker
-            log.exception("handler raised", job_id=str(job.id), job_type=job.type)
+            job_log(log, job).exception("handler raised")
             return self._failure(job, proc, _describe(exc))
         if ctx.completed_in_transaction:
             return CompletedInTransaction()

@@ -29,6 +29,7 @@ from queue_service.core.outcome import (
 )
 from queue_service.runtime.backoff import Backoff, is_transient
 from queue_service.runtime.completer import Completer
+from queue_service.runtime.context import job_log
 from queue_service.runtime.executor import Attempt, Executor
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.runner import QueueRunner
@@ -143,16 +144,14 @@ class Worker:
 
     async def _settle(self, job: ClaimedJob, outcome: Outcome) -> None:
         """Persist how an attempt ended, fenced by its lease token."""
+        jlog = job_log(log, job)
         held = True
         if isinstance(outcome, Completed):
             held = await self.completer.submit(job.id, job.lease_token, outcome.result)
             self.processed += held
         elif isinstance(outcome, Retry):
-            log.info(
+            jlog.info(
                 "attempt failed, will retry",
-                job_id=str(job.id),
-                job_type=job.type,
-                attempt=job.attempt,
                 delay_seconds=round(outcome.delay_seconds, 3),
                 error=outcome.error,
             )
@@ -179,12 +178,7 @@ class Worker:
         elif isinstance(outcome, LeaseLost):
             held = False
         if not held:
-            log.warning(
-                "lease lost: another attempt owns the job; this outcome was dropped",
-                job_id=str(job.id),
-                job_type=job.type,
-                attempt=job.attempt,
-            )
+            jlog.warning("lease lost: another attempt owns the job; this outcome was dropped")
 
     async def _finish(self, job: ClaimedJob, outcome: Failed | Cancelled) -> bool:
         status: FinalStatus
@@ -193,9 +187,7 @@ class Worker:
             self.failed += 1
         else:
             status, error = "cancelled", outcome.reason
-        log.warning(
-            f"job {status}", job_id=str(job.id), job_type=job.type, attempt=job.attempt, error=error
-        )
+        job_log(log, job).warning(f"job {status}", error=error)
         done = await self._write(
             lambda: self.store.finish_many([(job.id, job.lease_token, error)], status)
         )
