@@ -20,6 +20,7 @@ _SECRET_NAMES = (
     "JWT_SECRET",
     "JWT_PUBLIC_KEY",
     "INTERNAL_HMAC_SECRET",
+    "INTERNAL_HMAC_SECRETS",
     "METRICS_TOKEN",
 )
 DEFAULT_ALLOWED_SERVICES = "ticket-service,order-service,event-service,payment-service,auth-service"
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     internal_hmac_secret: SecretStr | None = None
+    # Per-service secrets, a JSON object {"order-service": "...", ...}; a
+    # service without one uses INTERNAL_HMAC_SECRET.
+    internal_hmac_secrets: SecretStr | None = None
     internal_allowed_services: str = DEFAULT_ALLOWED_SERVICES
     metrics_token: SecretStr | None = None
     # Inbound request limits per tenant and per user, per minute (SPEC §6).

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import structlog
 
 from queue_service.api.auth.principal import Principal
@@ -111,17 +112,34 @@ def build_jwt_verifier(settings: Settings) -> JwtVerifier:
 
 
 def build_hmac_verifier(settings: Settings, nonces: NonceRepository) -> HmacVerifier | None:
-    """Service auth, when INTERNAL_HMAC_SECRET is set; without it signed requests get 401."""
-    if settings.internal_hmac_secret is None:
+    """Service auth, when INTERNAL_HMAC_SECRET or INTERNAL_HMAC_SECRETS is set;
+    without either, signed requests get 401."""
+    secrets: dict[str, str] = {}
+    if settings.internal_hmac_secret is not None:
+        secrets[ANY_SERVICE] = settings.internal_hmac_secret.get_secret_value()
+    if settings.internal_hmac_secrets is not None:
+        secrets.update(_per_service_secrets(settings.internal_hmac_secrets.get_secret_value()))
+    if not secrets:
         return None
     try:
-        return HmacVerifier(
-            {ANY_SERVICE: settings.internal_hmac_secret.get_secret_value()},
-            settings.allowed_services,
-            nonces,
-        )
+        return HmacVerifier(secrets, settings.allowed_services, nonces)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
+
+
+def _per_service_secrets(text: str) -> dict[str, str]:
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigurationError(
+            "INTERNAL_HMAC_SECRETS must be a JSON object of service names to secrets, "
+            'e.g. {"order-service": "..."}'
+        )
+    return value
 
 
 def build_api_state(settings: Settings, runtime: Runtime) -> ApiState:
