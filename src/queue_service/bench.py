@@ -43,6 +43,7 @@ class BenchOptions:
     duration: float = 10.0
     baseline: bool = False
     keep: bool = False
+    sync: bool = False  # enqueue workloads through SyncProducer on a sync connection
 
     @property
     def effective_prefetch(self) -> int:
@@ -65,8 +66,12 @@ def run_bench(
     conninfo = create_database(admin_conninfo, BENCH_DB)
     try:
         apply_migrations(conninfo)
-        progress(f"queue-service: {opts.workload}")
-        report |= asyncio.run(_ours(settings, conninfo, opts, progress))
+        progress(f"queue-service: {opts.workload}" + (" (sync producer)" if opts.sync else ""))
+        if opts.sync and opts.workload in ("enqueue-single", "enqueue-batch"):
+            batch = 1 if opts.workload == "enqueue-single" else opts.batch
+            report |= _enqueue_sync(settings, conninfo, opts.jobs, batch)
+        else:
+            report |= asyncio.run(_ours(settings, conninfo, opts, progress))
     finally:
         if not opts.keep:
             drop_database(admin_conninfo, BENCH_DB)
@@ -132,6 +137,34 @@ async def _enqueue(rt: Runtime, n: int, batch: int) -> dict[str, Any]:
     return {
         "jobs": n,
         "batch": batch,
+        "elapsed_s": round(elapsed, 3),
+        "rate": round(n / elapsed, 1),
+    }
+
+
+def _enqueue_sync(settings: Settings, conninfo: str, n: int, batch: int) -> dict[str, Any]:
+    """The enqueue workloads through SyncProducer on one autocommit connection."""
+    import psycopg
+
+    from queue_service.runtime.producer import SyncProducer
+
+    producer = SyncProducer.from_settings(settings)
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=2) as conn:
+        conn.execute("SET ROLE queue_service_engine")
+        t0 = time.perf_counter()
+        if batch == 1:
+            for i in range(n):
+                producer.enqueue(conn, _request(i))
+        else:
+            for start in range(0, n, batch):
+                producer.enqueue_many(
+                    conn, [_request(i) for i in range(start, min(n, start + batch))]
+                )
+        elapsed = time.perf_counter() - t0
+    return {
+        "jobs": n,
+        "batch": batch,
+        "api": "sync",
         "elapsed_s": round(elapsed, 3),
         "rate": round(n / elapsed, 1),
     }

@@ -413,6 +413,9 @@ def bench(
         bool, typer.Option(help="Also run the plain-SQL baseline loop, the same minute")
     ] = False,
     keep: Annotated[bool, typer.Option(help="Keep the scratch databases")] = False,
+    sync: Annotated[
+        bool, typer.Option(help="enqueue-*: use the synchronous producer (SyncProducer) instead")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Measure throughput or latency on the no-op job type."""
@@ -431,6 +434,7 @@ def bench(
         duration=duration,
         baseline=baseline,
         keep=keep,
+        sync=sync,
     )
     settings = _settings()
     _configure_logging(settings, quiet=True)

@@ -28,7 +28,7 @@ from queue_service.errors import (
 from queue_service.processors.registry import Registry
 from queue_service.store import Conn, Store
 from queue_service.store.admin import CancelOutcome, DeadLetter
-from queue_service.store.jobs import Enqueued
+from queue_service.store.enqueue_plan import Enqueued
 
 MAX_ATTEMPTS_CAP = 100
 MAX_DELAY_MS = 366 * 86_400 * 1000
@@ -61,6 +61,68 @@ def format_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def build_job(registry: Registry, request: EnqueueRequest) -> NewJob:
+    """Validate a request and turn it into a job row (raises EnqueueError)."""
+    proc = registry.processor(request.type)
+    opts = proc.options
+    if not request.tenant_id:
+        raise EnqueueError("tenant_id is required")
+    if request.queue is not None and request.queue != opts.queue:
+        registry.queue(request.queue)  # an unknown queue gets its own message
+        raise EnqueueError(
+            f"job type {request.type!r} runs on queue {opts.queue!r}, not {request.queue!r}"
+        )
+    try:
+        payload = proc.parse(request.data)
+        data_json = orjson.dumps(request.data).decode()
+    except ValidationError as exc:
+        raise InvalidPayloadError(format_validation_error(exc)) from None
+    except TypeError as exc:
+        raise InvalidPayloadError(f"data is not JSON-serialisable: {exc}") from None
+    if "\\u0000" in data_json:
+        raise InvalidPayloadError(
+            "data contains a NUL character (\\u0000), which PostgreSQL cannot store"
+        )
+    priority = opts.priority if request.priority is None else request.priority
+    if not 1 <= priority <= 10:
+        raise EnqueueError("priority must be between 1 (first) and 10 (last)")
+    max_attempts = (
+        opts.retry.max_attempts if request.max_attempts is None else (request.max_attempts)
+    )
+    if not 1 <= max_attempts <= MAX_ATTEMPTS_CAP:
+        raise EnqueueError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_CAP}")
+    if request.run_at is not None and request.delay_ms is not None:
+        raise EnqueueError("give run_at or delay_ms, not both")
+    if request.delay_ms is not None and not 0 <= request.delay_ms <= MAX_DELAY_MS:
+        raise EnqueueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}")
+    if request.run_at is not None and request.run_at.tzinfo is None:
+        raise EnqueueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
+    key = request.idempotency_key
+    if key is None and proc.derive_key is not None:
+        key = proc.derive_key(payload)
+    if key is not None and not 1 <= len(key) <= 255:
+        raise EnqueueError("idempotency_key must be 1 to 255 characters")
+    return NewJob(
+        tenant_id=request.tenant_id,
+        queue=opts.queue,
+        type=request.type,
+        # Stored as given: the processor parses it with the same model.
+        data=request.data,
+        data_json=data_json,
+        priority=priority,
+        max_attempts=max_attempts,
+        max_stalled=opts.max_stalled,
+        lease_seconds=opts.lease_seconds,
+        idempotency_key=key,
+        idempotency_ttl_seconds=opts.idempotency_ttl_seconds,
+        delay_seconds=(request.delay_ms or 0) / 1000,
+        run_at=request.run_at,
+        created_by=request.created_by,
+        request_id=request.request_id,
+        trace_context=request.trace_context,
+    )
+
+
 class JobManager:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
@@ -68,64 +130,7 @@ class JobManager:
 
     def build(self, request: EnqueueRequest) -> NewJob:
         """Validate a request and turn it into a job row (raises EnqueueError)."""
-        proc = self.registry.processor(request.type)
-        opts = proc.options
-        if not request.tenant_id:
-            raise EnqueueError("tenant_id is required")
-        if request.queue is not None and request.queue != opts.queue:
-            self.registry.queue(request.queue)  # an unknown queue gets its own message
-            raise EnqueueError(
-                f"job type {request.type!r} runs on queue {opts.queue!r}, not {request.queue!r}"
-            )
-        try:
-            payload = proc.parse(request.data)
-            data_json = orjson.dumps(request.data).decode()
-        except ValidationError as exc:
-            raise InvalidPayloadError(format_validation_error(exc)) from None
-        except TypeError as exc:
-            raise InvalidPayloadError(f"data is not JSON-serialisable: {exc}") from None
-        if "\\u0000" in data_json:
-            raise InvalidPayloadError(
-                "data contains a NUL character (\\u0000), which PostgreSQL cannot store"
-            )
-        priority = opts.priority if request.priority is None else request.priority
-        if not 1 <= priority <= 10:
-            raise EnqueueError("priority must be between 1 (first) and 10 (last)")
-        max_attempts = (
-            opts.retry.max_attempts if request.max_attempts is None else (request.max_attempts)
-        )
-        if not 1 <= max_attempts <= MAX_ATTEMPTS_CAP:
-            raise EnqueueError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_CAP}")
-        if request.run_at is not None and request.delay_ms is not None:
-            raise EnqueueError("give run_at or delay_ms, not both")
-        if request.delay_ms is not None and not 0 <= request.delay_ms <= MAX_DELAY_MS:
-            raise EnqueueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}")
-        if request.run_at is not None and request.run_at.tzinfo is None:
-            raise EnqueueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
-        key = request.idempotency_key
-        if key is None and proc.derive_key is not None:
-            key = proc.derive_key(payload)
-        if key is not None and not 1 <= len(key) <= 255:
-            raise EnqueueError("idempotency_key must be 1 to 255 characters")
-        return NewJob(
-            tenant_id=request.tenant_id,
-            queue=opts.queue,
-            type=request.type,
-            # Stored as given: the processor parses it with the same model.
-            data=request.data,
-            data_json=data_json,
-            priority=priority,
-            max_attempts=max_attempts,
-            max_stalled=opts.max_stalled,
-            lease_seconds=opts.lease_seconds,
-            idempotency_key=key,
-            idempotency_ttl_seconds=opts.idempotency_ttl_seconds,
-            delay_seconds=(request.delay_ms or 0) / 1000,
-            run_at=request.run_at,
-            created_by=request.created_by,
-            request_id=request.request_id,
-            trace_context=request.trace_context,
-        )
+        return build_job(self.registry, request)
 
     async def enqueue(self, request: EnqueueRequest, conn: Conn | None = None) -> Enqueued:
         """Enqueue one job; pass ``conn`` to join the caller's transaction."""

@@ -12,21 +12,17 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from queue_service.core.ids import uuid7, uuid7_many
+from queue_service.core.ids import uuid7
 from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
-from queue_service.errors import IdempotencyConflictError
 from queue_service.store.db import Conn, Database, in_pipeline, json_text
+from queue_service.store.enqueue_plan import (
+    Enqueued,
+    EnqueuePlan,
+    IdempotencyRaceError,
+    insert_params,
+    one_params,
+)
 from queue_service.store.queries import Q
-
-
-@dataclass(frozen=True, slots=True)
-class Enqueued:
-    """The outcome of one enqueue: the job's id, whether it is new, and (for
-    a single new job) the job as inserted."""
-
-    job_id: UUID
-    created: bool
-    job: Job | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,54 +68,26 @@ class JobStore:
         if not jobs:
             return []
         for attempt in range(3):
-            planned, duplicates = _plan_ids(jobs)
+            plan = EnqueuePlan(jobs)
             try:
                 async with self.db.connection(conn) as c:
                     if len(jobs) == 1 and conn is None:
-                        return await self._insert_and_resolve(c, jobs, planned, duplicates)
+                        return await self._insert_and_resolve(c, plan)
                     async with c.transaction():
-                        return await self._insert_and_resolve(c, jobs, planned, duplicates)
+                        return await self._insert_and_resolve(c, plan)
             except IdempotencyRaceError:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    async def _insert_and_resolve(
-        self,
-        conn: Conn,
-        jobs: Sequence[NewJob],
-        planned: list[UUID],
-        duplicates: dict[int, int],
-    ) -> list[Enqueued]:
-        unique = [i for i in range(len(jobs)) if i not in duplicates]
-        inserted = await self._insert(conn, jobs, planned, unique)
-        resolved: dict[int, Enqueued] = {}
-        missing: dict[str, list[int]] = {}
-        for i in unique:
-            if planned[i] in inserted:
-                resolved[i] = Enqueued(planned[i], True, inserted[planned[i]])
-            else:
-                missing.setdefault(jobs[i].tenant_id, []).append(i)
-        for tenant, indexes in missing.items():
-            keys = [jobs[i].idempotency_key for i in indexes]
+    async def _insert_and_resolve(self, conn: Conn, plan: EnqueuePlan) -> list[Enqueued]:
+        inserted = await self._insert(conn, plan.jobs, plan.ids, plan.unique)
+        for tenant, keys in plan.record_inserted(inserted).items():
             cur = await conn.execute(
                 Q["idempotency_key_get_many"], {"tenant": tenant, "keys": keys}
             )
-            live = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
-            for i in indexes:
-                key = jobs[i].idempotency_key
-                assert key is not None  # only keyed jobs can be skipped
-                if key not in live:
-                    # The key expired between the two statements: the caller
-                    # retries and the insert takes it over.
-                    raise IdempotencyRaceError(key)
-                job_id, digest = live[key]
-                if digest != jobs[i].payload_hash:
-                    raise IdempotencyConflictError(key, str(job_id))
-                resolved[i] = Enqueued(job_id, False)
-        for i, first in duplicates.items():
-            resolved[i] = Enqueued(resolved[first].job_id, False)
-        return [resolved[i] for i in range(len(jobs))]
+            plan.record_live(tenant, {r[0]: (r[1], r[2]) for r in await cur.fetchall()})
+        return plan.results()
 
     async def _insert(
         self, conn: Conn, jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]
@@ -127,7 +95,7 @@ class JobStore:
         """Insert the chosen jobs; maps the ids that went in to the job (single inserts)."""
         if len(indexes) == 1:
             cur = await conn.execute(
-                Q["job_insert_one"], _one_params(jobs[indexes[0]], ids[indexes[0]])
+                Q["job_insert_one"], one_params(jobs[indexes[0]], ids[indexes[0]])
             )
             return {row[0]: job_from_row(row) for row in await cur.fetchall()}
         # Keyless jobs that run now need no conflict handling: COPY them.
@@ -167,7 +135,7 @@ class JobStore:
             )
             inserted.update((ids[i], None) for i in bulk)
         if rest:
-            cur = await conn.execute(Q["job_insert_many"], _insert_params(jobs, ids, rest))
+            cur = await conn.execute(Q["job_insert_many"], insert_params(jobs, ids, rest))
             inserted.update((row[0], None) for row in await cur.fetchall())
         return inserted
 
@@ -184,7 +152,7 @@ class JobStore:
         job_id = job.job_id or uuid7()
         async with self.db.connection() as c, c.pipeline() as pipeline:
             await c.execute(Q["tenant_scope"], {"tenant": job.tenant_id})
-            cur = await c.execute(Q["job_insert_one"], _one_params(job, job_id))
+            cur = await c.execute(Q["job_insert_one"], one_params(job, job_id))
             await pipeline.sync()
             rows = await cur.fetchall()
         return Enqueued(job_id, True, job_from_row(rows[0])) if rows else None
@@ -316,10 +284,6 @@ class JobStore:
             return row[0]  # type: ignore[no-any-return]
 
 
-class IdempotencyRaceError(RuntimeError):
-    """A key expired between insert and read-back; the enqueue is retried."""
-
-
 def _stalled_error(e: ExpiredLease) -> str:
     if e.stalled_count >= e.max_stalled:
         return (
@@ -330,70 +294,3 @@ def _stalled_error(e: ExpiredLease) -> str:
         f"stalled on its last attempt ({e.attempts}/{e.max_attempts}): "
         f"lease expired on worker {e.worker_id or '?'}"
     )
-
-
-def _plan_ids(jobs: Sequence[NewJob]) -> tuple[list[UUID], dict[int, int]]:
-    """A new id per job; a key repeated within the batch maps to its first use."""
-    fresh = uuid7_many(len(jobs))
-    ids = [job.job_id or new for job, new in zip(jobs, fresh, strict=True)]
-    first_by_key: dict[tuple[str, str], int] = {}
-    duplicates: dict[int, int] = {}
-    for i, job in enumerate(jobs):
-        if job.idempotency_key is None:
-            continue
-        scope = (job.tenant_id, job.idempotency_key)
-        if scope in first_by_key:
-            first = first_by_key[scope]
-            if jobs[first].payload_hash != job.payload_hash:
-                raise IdempotencyConflictError(job.idempotency_key, str(ids[first]))
-            duplicates[i] = first
-        else:
-            first_by_key[scope] = i
-    return ids, duplicates
-
-
-def _one_params(job: NewJob, job_id: UUID) -> dict[str, Any]:
-    return {
-        "id": job_id,
-        "tenant": job.tenant_id,
-        "queue": job.queue,
-        "type": job.type,
-        "priority": job.priority,
-        "data": job.data_json or json_text(job.data),
-        "max_attempts": job.max_attempts,
-        "max_stalled": job.max_stalled,
-        "lease": job.lease_seconds,
-        "key": job.idempotency_key,
-        "ttl": job.idempotency_ttl_seconds,
-        "hash": job.payload_hash if job.idempotency_key else None,
-        "delay": job.delay_seconds,
-        "run_at": job.run_at,
-        "created_by": job.created_by,
-        "request_id": job.request_id,
-        "trace": None if job.trace_context is None else json_text(job.trace_context),
-        "replay_of": job.replay_of,
-    }
-
-
-def _insert_params(jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]) -> dict[str, Any]:
-    chosen = [jobs[i] for i in indexes]
-    return {
-        "ids": [ids[i] for i in indexes],
-        "tenants": [j.tenant_id for j in chosen],
-        "queues": [j.queue for j in chosen],
-        "types": [j.type for j in chosen],
-        "priorities": [j.priority for j in chosen],
-        "data": [j.data_json or json_text(j.data) for j in chosen],
-        "max_attempts": [j.max_attempts for j in chosen],
-        "max_stalled": [j.max_stalled for j in chosen],
-        "leases": [j.lease_seconds for j in chosen],
-        "keys": [j.idempotency_key for j in chosen],
-        "ttls": [j.idempotency_ttl_seconds for j in chosen],
-        "hashes": [j.payload_hash if j.idempotency_key else None for j in chosen],
-        "delays": [j.delay_seconds for j in chosen],
-        "run_ats": [j.run_at for j in chosen],
-        "created_by": [j.created_by for j in chosen],
-        "request_ids": [j.request_id for j in chosen],
-        "traces": [None if j.trace_context is None else json_text(j.trace_context) for j in chosen],
-        "replay_of": [j.replay_of for j in chosen],
-    }
