@@ -31,7 +31,7 @@ from queue_service.runtime.backoff import is_transient
 from queue_service.runtime.manager import EnqueueRequest, JobManager
 from queue_service.store import Database, Store
 from queue_service.store.embedded import EmbeddedPostgres, start_embedded
-from queue_service.store.jobs import Enqueued
+from queue_service.store.enqueue_plan import Enqueued
 from queue_service.store.migrate import apply_migrations
 from tests.integration.conftest import make_settings
 from tests.support.processes import ServiceProcess

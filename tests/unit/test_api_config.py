@@ -10,20 +10,10 @@ import pytest
 from queue_service.api.auth.signing import sign_request
 from queue_service.api.state import ConfigurationError, build_hmac_verifier, build_jwt_verifier
 from queue_service.settings import Settings
+from tests.support.nonces import MemoryNonceStore
 
 SHARED = "shared-secret-for-every-service-0123456789"
 ORDERS = "order-service-own-secret-0123456789abcdef"
-
-
-class Nonces:
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str]] = set()
-
-    async def remember(self, service: str, nonce: str) -> bool:
-        if (service, nonce) in self.seen:
-            return False
-        self.seen.add((service, nonce))
-        return True
 
 
 async def test_a_per_service_secret_replaces_the_shared_one_for_that_service() -> None:
@@ -31,7 +21,7 @@ async def test_a_per_service_secret_replaces_the_shared_one_for_that_service() -
         internal_hmac_secret=SHARED,
         internal_hmac_secrets=f'{{"order-service": "{ORDERS}"}}',
     )
-    verifier = build_hmac_verifier(settings, Nonces())  # type: ignore[arg-type]
+    verifier = build_hmac_verifier(settings, MemoryNonceStore())  # type: ignore[arg-type]
     assert verifier is not None
     own = sign_request(ORDERS, "order-service", "POST", "/jobs", b"{}")
     assert await verifier.verify(own, "POST", "/jobs", b"{}") == "order-service"
@@ -45,11 +35,11 @@ async def test_a_per_service_secret_replaces_the_shared_one_for_that_service() -
 def test_malformed_per_service_secrets_say_what_is_expected() -> None:
     settings = Settings(internal_hmac_secrets="order-service=abc")
     with pytest.raises(ConfigurationError, match="JSON object"):
-        build_hmac_verifier(settings, Nonces())  # type: ignore[arg-type]
+        build_hmac_verifier(settings, MemoryNonceStore())  # type: ignore[arg-type]
 
 
 def test_no_service_secret_means_no_service_auth() -> None:
-    assert build_hmac_verifier(Settings(), Nonces()) is None  # type: ignore[arg-type]
+    assert build_hmac_verifier(Settings(), MemoryNonceStore()) is None  # type: ignore[arg-type]
 
 
 def test_production_refuses_to_start_without_a_jwt_key() -> None:

@@ -16,23 +16,13 @@ from hypothesis import strategies as st
 from queue_service.api.auth import AuthError, HmacVerifier, canonical_string, sign_request
 from queue_service.api.auth.signing import SIGNATURE_HEADERS, signed_path
 from queue_service.client import ServiceClient
+from tests.support.nonces import MemoryNonceStore
 
 SHARED = "shared-secret-" + "x" * 32
 ORDER = "order-secret-" + "y" * 32
 NOW = 1_700_000_000.0
 ALLOWED = frozenset({"ticket-service", "order-service", "payment-service"})
 BODY = b'{"type":"email.send","data":{"to":"a@example.com"}}'
-
-
-class MemoryNonceStore:
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str]] = set()
-
-    async def remember(self, service: str, nonce: str) -> bool:
-        if (service, nonce) in self.seen:
-            return False
-        self.seen.add((service, nonce))
-        return True
 
 
 @pytest.fixture
