@@ -87,3 +87,24 @@ async def test_a_tenant_transaction_sees_and_writes_only_its_tenant(
     finally:
         await api.close()
     assert (await runtime.store.queue_counts("t1"))["test"].waiting == 6
+
+
+async def test_the_one_statement_insert_is_scoped_to_the_caller_not_the_job(
+    runtime: Runtime, database_url: str
+) -> None:
+    api = Database(database_url, role=API_ROLE, min_size=1, max_size=1)
+    await api.open()
+    try:
+        store = Store(api)
+        mine = await store.insert_one_as_tenant(runtime.manager.build(echo("t1")), "t1")
+        assert mine is not None and mine.job is not None and mine.job.tenant_id == "t1"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await store.insert_one_as_tenant(runtime.manager.build(echo("t2")), "t1")
+        async with api.pool.connection() as conn:
+            cur = await conn.execute("SELECT count(*) FROM jobs")
+            # The setting ended with the statement's transaction: no tenant, no rows.
+            assert await cur.fetchone() == (0,)
+    finally:
+        await api.close()
+    assert (await runtime.store.queue_counts("t1"))["test"].waiting == 1
+    assert "t2" not in {j.tenant_id for j in [await runtime.manager.get(mine.job_id)]}

@@ -91,8 +91,10 @@ def plan_ids(jobs: Sequence[NewJob]) -> tuple[list[UUID], dict[int, int]]:
     return ids, duplicates
 
 
-def one_params(job: NewJob, job_id: UUID) -> dict[str, Any]:
+def one_params(job: NewJob, job_id: UUID, scope: str | None = None) -> dict[str, Any]:
+    """Parameters of job_insert_one; ``scope`` is the authenticated caller's tenant."""
     return {
+        "scope": scope,
         "id": job_id,
         "tenant": job.tenant_id,
         "queue": job.queue,

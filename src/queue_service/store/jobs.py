@@ -139,21 +139,17 @@ class JobStore:
             inserted.update((row[0], None) for row in await cur.fetchall())
         return inserted
 
-    async def insert_one_as_tenant(self, job: NewJob) -> Enqueued | None:
-        """Insert one job scoped to its tenant by row-level security, in one
-        round trip: the tenant setting and the insert pipelined up to one
-        sync, which PostgreSQL runs as one implicit transaction (the setting
-        ends with it). Measured against BEGIN / insert / COMMIT: a fifth less
-        client CPU and a fifth less latency per enqueue.
+    async def insert_one_as_tenant(self, job: NewJob, tenant: str) -> Enqueued | None:
+        """Insert one job in one autocommit statement scoped to ``tenant``, the
+        authenticated caller's (row-level security refuses a job for any
+        other): the API's enqueue path.
 
         None when the job was not inserted (its idempotency key is live): the
         caller then tells a replay from a conflict on the general path.
         """
         job_id = job.job_id or uuid7()
-        async with self.db.connection() as c, c.pipeline() as pipeline:
-            await c.execute(Q["tenant_scope"], {"tenant": job.tenant_id})
-            cur = await c.execute(Q["job_insert_one"], one_params(job, job_id))
-            await pipeline.sync()
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["job_insert_one"], one_params(job, job_id, tenant))
             rows = await cur.fetchall()
         return Enqueued(job_id, True, job_from_row(rows[0])) if rows else None
 

@@ -88,7 +88,7 @@ async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: R
         new_job = state.runtime.manager.build(request)
     # The common case in one round trip; a live idempotency key takes the
     # general path below, which tells a replay from a conflict.
-    fast = await Store(state.db).insert_one_as_tenant(new_job)
+    fast = await Store(state.db).insert_one_as_tenant(new_job, caller.tenant_id)
     if fast is not None and fast.job is not None:
         return job_out(fast.job)
     async with state.scope(caller) as scope:

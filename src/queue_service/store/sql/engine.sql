@@ -60,42 +60,14 @@ SELECT id, CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue)
 FROM inserted
 
 -- name: job_insert_one
--- Insert one job, the common case in one round trip: same rules as
--- job_insert_many. Returns the job if inserted.
-WITH new_key AS (
-    INSERT INTO queue_idempotency_keys AS k (tenant_id, key, job_id, payload_hash, expires_at)
-    SELECT %(tenant)s, %(key)s, %(id)s, %(hash)s, now() + make_interval(secs => %(ttl)s)
-    WHERE %(key)s::text IS NOT NULL
-    ON CONFLICT (tenant_id, key) DO NOTHING  -- no row lock on a live key (job_insert_many)
-    RETURNING job_id
-),
-taken_over AS (
-    UPDATE queue_idempotency_keys k
-    SET job_id = %(id)s, payload_hash = %(hash)s, created_at = now(),
-        expires_at = now() + make_interval(secs => %(ttl)s)
-    WHERE %(key)s::text IS NOT NULL AND k.tenant_id = %(tenant)s AND k.key = %(key)s
-      AND k.expires_at <= now()
-    RETURNING job_id
-),
-inserted AS (
-    INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
-                      lease_seconds, idempotency_key, created_by, request_id, trace_context,
-                      replay_of, run_at)
-    SELECT %(id)s, %(tenant)s, %(queue)s, %(type)s, %(priority)s, %(data)s::jsonb,
-           %(max_attempts)s, %(max_stalled)s, %(lease)s, %(key)s, %(created_by)s,
-           %(request_id)s, %(trace)s::jsonb, %(replay_of)s,
-           coalesce(%(run_at)s::timestamptz, now() + make_interval(secs => %(delay)s))
-    WHERE %(key)s::text IS NULL
-       OR EXISTS (SELECT 1 FROM new_key) OR EXISTS (SELECT 1 FROM taken_over)
-    RETURNING *
-)
--- The job as job_get reads it, so the caller needs no second round trip.
-SELECT id, tenant_id, queue, type,
-       CASE WHEN run_at > now() THEN 'delayed' ELSE status END,
-       priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
-       run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of,
-       CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue) END
-FROM inserted
+-- Insert one job (queue_service_insert_job, migration 0004): same rules as
+-- job_insert_many; `scope`, when given, sets the caller's tenant for
+-- row-level security first. Returns the job if inserted.
+SELECT * FROM queue_service_insert_job(
+    %(scope)s, %(tenant)s, %(id)s, %(queue)s, %(type)s, %(priority)s::smallint, %(data)s::jsonb,
+    %(max_attempts)s, %(max_stalled)s, %(lease)s, %(key)s, %(ttl)s, %(hash)s, %(delay)s,
+    %(run_at)s::timestamptz, %(created_by)s, %(request_id)s, %(trace)s::jsonb,
+    %(replay_of)s::uuid)
 
 -- name: jobs_staging_create
 -- A session's staging table for bulk loads. COPY cannot write to a table
@@ -642,8 +614,3 @@ FROM finished_jobs WHERE type = %(type)s AND status = 'completed'
 -- Enqueue-to-start of each attempt of a type, in milliseconds.
 SELECT extract(epoch FROM started_at - created_at) * 1000
 FROM finished_jobs WHERE type = %(type)s AND status = 'completed'
-
--- name: tenant_scope
--- Scope the rest of this transaction (an implicit one: a pipeline up to its
--- sync) to one tenant for row-level security.
-SELECT set_config('queue_service.tenant_id', %(tenant)s, true)
