@@ -557,3 +557,23 @@ async def test_a_streamed_body_over_1_mib_through_the_real_server_is_a_413(
 
     assert_problem(response, 413, "1048576 bytes")
     assert live_api.job_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/jobs", {"type": "test.echo", "data": {}, "idempotency_key": "k\u0000"}),
+        ("GET", "/dlq?error=a%00b", None),
+        ("GET", "/dlq?queue=%00", None),
+    ],
+)
+async def test_a_nul_character_anywhere_is_a_422_and_writes_nothing(
+    api: Api, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    response = await api.client.request(
+        method, path, json=body, headers=api.auth("a1", TENANT, "admin")
+    )
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "NUL" in response.json()["detail"]
+    assert api.job_count() == 0

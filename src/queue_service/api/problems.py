@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -154,6 +155,17 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     for error_class in DOMAIN_STATUS:
         app.add_exception_handler(error_class, on_domain_error)
+
+    @app.exception_handler(psycopg.errors.DataError)
+    async def on_unstorable(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
+        # A value PostgreSQL refuses (a NUL character, an out-of-range
+        # number): the request's fault, and nothing was written.
+        return problem_response(
+            422,
+            "a value in the request cannot be stored: NUL characters (\\u0000) "
+            "and out-of-range values are refused",
+            request,
+        )
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
