@@ -10,6 +10,7 @@ lifespan start-up, in that loop; the tests themselves are plain functions.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -190,6 +191,10 @@ def explicit_cases(method: str, path: str, seed: dict[str, list[str]]) -> list[d
     return cases.get((method, path), [])
 
 
+# 25 per operation keeps CI quick; SCHEMATHESIS_EXAMPLES=500 for a deep local run.
+EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
+
+
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
 def test_every_operation_conforms_to_the_openapi_document(
     api_schema: tuple[Any, dict[str, list[str]]], method: str, path: str
@@ -206,7 +211,7 @@ def test_every_operation_conforms_to_the_openapi_document(
 
     @given(case=cases)
     @settings(
-        max_examples=25,
+        max_examples=EXAMPLES,
         deadline=2000,
         database=None,
         suppress_health_check=list(HealthCheck),
