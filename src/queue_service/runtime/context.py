@@ -66,10 +66,14 @@ class JobContext:
     worker_id: str
     _manager: JobManager
     completed_in_transaction: bool = False
-    log: Any = field(default=None)
+    _log: Any = field(default=None)
 
-    def __post_init__(self) -> None:
-        self.log = job_log(structlog.get_logger("queue_service.job"), self.job)
+    @property
+    def log(self) -> Any:
+        """A logger bound to this job (made on first use: most jobs never log)."""
+        if self._log is None:
+            self._log = job_log(structlog.get_logger("queue_service.job"), self.job)
+        return self._log
 
     @property
     def attempt(self) -> int:

@@ -143,14 +143,16 @@ class Worker:
             yield from list(runner.held.values())
 
     async def _settle(self, job: ClaimedJob, outcome: Outcome) -> None:
-        """Persist how an attempt ended, fenced by its lease token."""
-        jlog = job_log(log, job)
+        """Persist how an attempt ended, fenced by its lease token.
+
+        A job's logger is bound only when there is something to say: binding
+        costs more than acknowledging a no-op job."""
         held = True
         if isinstance(outcome, Completed):
             held = await self.completer.submit(job.id, job.lease_token, outcome.result)
             self.processed += held
         elif isinstance(outcome, Retry):
-            jlog.info(
+            job_log(log, job).info(
                 "attempt failed, will retry",
                 delay_seconds=round(outcome.delay_seconds, 3),
                 error=outcome.error,
@@ -178,7 +180,9 @@ class Worker:
         elif isinstance(outcome, LeaseLost):
             held = False
         if not held:
-            jlog.warning("lease lost: another attempt owns the job; this outcome was dropped")
+            job_log(log, job).warning(
+                "lease lost: another attempt owns the job; this outcome was dropped"
+            )
 
     async def _finish(self, job: ClaimedJob, outcome: Failed | Cancelled) -> bool:
         status: FinalStatus
