@@ -21,7 +21,6 @@ _SECRET_NAMES = (
     "JWT_PUBLIC_KEY",
     "INTERNAL_HMAC_SECRET",
     "INTERNAL_HMAC_SECRETS",
-    "METRICS_TOKEN",
 )
 DEFAULT_ALLOWED_SERVICES = "ticket-service,order-service,event-service,payment-service,auth-service"
 
@@ -85,7 +84,6 @@ class Settings(BaseSettings):
     # service without one uses INTERNAL_HMAC_SECRET.
     internal_hmac_secrets: SecretStr | None = None
     internal_allowed_services: str = DEFAULT_ALLOWED_SERVICES
-    metrics_token: SecretStr | None = None
     # Inbound request limits per tenant and per user, per minute (SPEC §6).
     queue_service_rate_limit_enqueue_per_minute: int = Field(default=6000, ge=1)
     queue_service_rate_limit_read_per_minute: int = Field(default=12000, ge=1)
