@@ -1,0 +1,45 @@
+"""Configuration from the environment: secrets from NAME or NAME_FILE, and
+clear errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from queue_service.settings import default_data_dir, load_settings
+
+
+def test_a_secret_can_come_from_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "jwt"
+    secret.write_text("from-a-file-" + "x" * 32 + "\n")
+    monkeypatch.delenv("JWT_SECRET", raising=False)
+    monkeypatch.setenv("JWT_SECRET_FILE", str(secret))
+    settings = load_settings()
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == "from-a-file-" + "x" * 32
+    assert "from-a-file" not in repr(settings)  # secrets never print
+
+
+def test_the_variable_itself_wins_over_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "jwt"
+    secret.write_text("file-value")
+    monkeypatch.setenv("JWT_SECRET", "env-value")
+    monkeypatch.setenv("JWT_SECRET_FILE", str(secret))
+    settings = load_settings()
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == "env-value"
+
+
+def test_bad_values_are_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUE_SERVICE_PROCESSORS", "no_colon_here")
+    with pytest.raises(ValidationError, match="module:attribute"):
+        load_settings()
+
+
+def test_root_never_gets_a_data_directory_under_a_home() -> None:
+    path = str(default_data_dir())
+    assert not path.startswith("/root")
