@@ -342,6 +342,36 @@ def status(
     )
 
 
+@app.command()
+def pause(
+    queue: Annotated[str, typer.Argument(help="Queue to pause")],
+    tenant: Annotated[str, typer.Option(help="One tenant, or * for every tenant")] = "*",
+) -> None:
+    """Stop new pick-ups of a queue on every worker (running jobs finish)."""
+
+    async def go(rt: Runtime) -> None:
+        rt.registry.queue(queue)
+        await rt.store.pause_queue(queue, tenant, "cli")
+
+    _run(go)
+    out.print(f"paused {queue} for {'every tenant' if tenant == '*' else tenant}")
+
+
+@app.command()
+def resume(
+    queue: Annotated[str, typer.Argument(help="Queue to resume")],
+    tenant: Annotated[str, typer.Option(help="One tenant, or * for every tenant")] = "*",
+) -> None:
+    """Lift a pause set with `pause` (or a tenant's, with --tenant)."""
+
+    async def go(rt: Runtime) -> bool:
+        rt.registry.queue(queue)
+        return await rt.store.resume_queue(queue, tenant)
+
+    lifted = _run(go)
+    out.print(f"resumed {queue}" if lifted else f"{queue} was not paused for {tenant}")
+
+
 @dlq_app.command("list")
 def dlq_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,

@@ -157,3 +157,13 @@ def test_dlq_list_replay_and_delete(database_url: str) -> None:
     second = cli(database_url, "dlq", "replay", str(row[0]), check=False)
     assert second.returncode == 1 and "already replayed" in second.stderr
     assert "deleted" in cli(database_url, "dlq", "delete", str(row[0])).stdout
+
+
+def test_an_operator_pauses_and_resumes_a_queue_for_every_tenant(database_url: str) -> None:
+    assert "paused test for every tenant" in cli(database_url, "pause", "test").stdout
+    report = json.loads(cli(database_url, "status", "--json").stdout)
+    assert next(q for q in report["queues"] if q["name"] == "test")["paused_for"] == ["*"]
+    assert "resumed test" in cli(database_url, "resume", "test").stdout
+    assert "was not paused" in cli(database_url, "resume", "test").stdout
+    done = cli(database_url, "pause", "tset", check=False)
+    assert done.returncode == 1 and "did you mean 'test'" in done.stderr
