@@ -66,9 +66,9 @@ import psycopg
 import psycopg_pool
 
 from queue_service.core.ids import uuid7_many
-from queue_service.core.jobs import ClaimedJob
 from queue_service.store.databases import create_database, drop_database
 from queue_service.store.db import json_text  # also installs the store's orjson hooks
+from queue_service.store.jobs import claimed_jobs
 from queue_service.store.migrate import apply_migrations
 from queue_service.store.queries import Q
 
@@ -342,33 +342,11 @@ async def bench_insert(driver: Driver, url: str, params: list[Params]) -> dict[s
     }
 
 
-def _claimed(rows: Sequence[Row]) -> list[ClaimedJob]:
-    """What JobStore.claim does with the rows."""
-    ordered = sorted(rows, key=lambda r: (r[12], r[13], r[0]))
-    return [
-        ClaimedJob(
-            id=r[0],
-            tenant_id=r[1],
-            queue=r[2],
-            type=r[3],
-            data=r[4],
-            attempt=r[5],
-            max_attempts=r[6],
-            lease_token=r[7],
-            lease_seconds=r[8],
-            request_id=r[9],
-            trace_context=r[10],
-            started_at=r[11],
-        )
-        for r in ordered
-    ]
-
-
 async def _drain_loop(session: Session, worker: str, batch: int) -> int:
     done = 0
     claim = {"queue": QUEUE, "types": [JOB_TYPE], "limit": batch, "worker": worker}
     while True:
-        jobs = _claimed(await session.fetch("job_claim", claim))
+        jobs = claimed_jobs(await session.fetch("job_claim", claim))
         if not jobs:
             return done
         if not isinstance(jobs[0].data, dict):

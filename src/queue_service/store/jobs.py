@@ -163,24 +163,7 @@ class JobStore:
                 {"queue": queue, "types": list(types), "limit": limit, "worker": worker_id},
             )
             rows = await cur.fetchall()
-        rows.sort(key=lambda r: (r[12], r[13], r[0]))
-        return [
-            ClaimedJob(
-                id=r[0],
-                tenant_id=r[1],
-                queue=r[2],
-                type=r[3],
-                data=r[4],
-                attempt=r[5],
-                max_attempts=r[6],
-                lease_token=r[7],
-                lease_seconds=r[8],
-                request_id=r[9],
-                trace_context=r[10],
-                started_at=r[11],
-            )
-            for r in rows
-        ]
+        return claimed_jobs(rows)
 
     async def complete_many(
         self, items: Sequence[tuple[UUID, int, Any]], conn: Conn | None = None
@@ -290,3 +273,26 @@ def _stalled_error(e: ExpiredLease) -> str:
         f"stalled on its last attempt ({e.attempts}/{e.max_attempts}): "
         f"lease expired on worker {e.worker_id or '?'}"
     )
+
+
+def claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
+    """job_claim's rows as ClaimedJobs, highest priority first (UPDATE ...
+    RETURNING gives no order)."""
+    ordered = sorted(rows, key=lambda r: (r[12], r[13], r[0]))
+    return [
+        ClaimedJob(
+            id=r[0],
+            tenant_id=r[1],
+            queue=r[2],
+            type=r[3],
+            data=r[4],
+            attempt=r[5],
+            max_attempts=r[6],
+            lease_token=r[7],
+            lease_seconds=r[8],
+            request_id=r[9],
+            trace_context=r[10],
+            started_at=r[11],
+        )
+        for r in ordered
+    ]
