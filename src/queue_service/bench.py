@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 from queue_service.bench_http import percentile, run_http_enqueue
 from queue_service.core.catalog import QueueConfig
 from queue_service.runtime.manager import EnqueueRequest
-from queue_service.runtime.service import Runtime, open_runtime
+from queue_service.runtime.service import Runtime, loop_factory, open_runtime
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
 from queue_service.store import baseline
@@ -71,7 +71,9 @@ def run_bench(
             batch = 1 if opts.workload == "enqueue-single" else opts.batch
             report |= _enqueue_sync(settings, conninfo, opts.jobs, batch)
         else:
-            report |= asyncio.run(_ours(settings, conninfo, opts, progress))
+            # On the event loop the service itself runs (uvloop by default).
+            with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+                report |= runner.run(_ours(settings, conninfo, opts, progress))
     finally:
         if not opts.keep:
             drop_database(admin_conninfo, BENCH_DB)
@@ -199,8 +201,9 @@ def _latency_worker(conninfo: str, concurrency: int, ready: Any) -> None:
     """The worker process of the latency workload (spawned)."""
     from queue_service.settings import load_settings
 
+    settings = load_settings()
+
     async def main() -> None:
-        settings = load_settings()
         from queue_service.observability.logging import configure_logging
 
         configure_logging("warning")
@@ -219,7 +222,8 @@ def _latency_worker(conninfo: str, concurrency: int, ready: Any) -> None:
             ready.set()
             await worker.run(stop)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        runner.run(main())
 
 
 async def _latency(

@@ -24,6 +24,7 @@ from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import (
     Runtime,
     install_signal_handlers,
+    loop_factory,
     open_runtime,
     run_until_stopped,
 )
@@ -131,24 +132,12 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
     try:
         with (
             _database(settings) as conninfo,
-            asyncio.Runner(loop_factory=_loop_factory(settings)) as r,
+            asyncio.Runner(loop_factory=loop_factory(settings)) as r,
         ):
             r.run(main(conninfo))
     except (QueueServiceError, ConfigurationError) as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
-
-
-def _loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (Linux, macOS): a faster event loop for the
-    HTTP API and the workers; the standard loop elsewhere."""
-    if settings.queue_service_event_loop != "uvloop":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:

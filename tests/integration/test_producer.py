@@ -56,7 +56,8 @@ async def test_a_synchronously_enqueued_job_runs(
 ) -> None:
     with engine_connection(database_url) as conn:
         done = producer.enqueue(conn, echo("hello"))  # autocommit: one statement
-    assert done.job is not None and done.job.status is JobStatus.WAITING
+    assert done.created
+    assert (await runtime.manager.get(done.job_id)).status is JobStatus.WAITING
     run_worker()
 
     async def completed() -> bool:

@@ -44,6 +44,18 @@ class Runtime:
         return None if self.settings.queue_service_pgbouncer else self.conninfo
 
 
+def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS): a faster event loop for the
+    HTTP API and the workers; the standard loop elsewhere."""
+    if settings.queue_service_event_loop != "uvloop":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: Settings,

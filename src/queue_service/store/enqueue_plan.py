@@ -17,8 +17,9 @@ from queue_service.store.db import json_text
 
 @dataclass(frozen=True, slots=True)
 class Enqueued:
-    """The outcome of one enqueue: the job's id, whether it is new, and (for
-    a single new job) the job as inserted."""
+    """The outcome of one enqueue: the job's id, whether it is new, and the
+    job as inserted when the statement returned it (a single job with an
+    idempotency key, or the API's one-statement insert)."""
 
     job_id: UUID
     created: bool

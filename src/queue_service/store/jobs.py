@@ -67,6 +67,12 @@ class JobStore:
         """
         if not jobs:
             return []
+        if len(jobs) == 1 and conn is None and jobs[0].idempotency_key is None:
+            # The common case: one autocommit statement, nothing to resolve.
+            job_id = jobs[0].job_id or uuid7()
+            async with self.db.connection() as c:
+                await c.execute(Q["job_insert_keyless"], one_params(jobs[0], job_id))
+            return [Enqueued(job_id, True)]
         for attempt in range(3):
             plan = EnqueuePlan(jobs)
             try:
@@ -94,9 +100,11 @@ class JobStore:
     ) -> dict[UUID, Job | None]:
         """Insert the chosen jobs; maps the ids that went in to the job (single inserts)."""
         if len(indexes) == 1:
-            cur = await conn.execute(
-                Q["job_insert_one"], one_params(jobs[indexes[0]], ids[indexes[0]])
-            )
+            job, job_id = jobs[indexes[0]], ids[indexes[0]]
+            if job.idempotency_key is None:
+                await conn.execute(Q["job_insert_keyless"], one_params(job, job_id))
+                return {job_id: None}
+            cur = await conn.execute(Q["job_insert_one"], one_params(job, job_id))
             return {row[0]: job_from_row(row) for row in await cur.fetchall()}
         # Keyless jobs that run now need no conflict handling: COPY them.
         copyable = not in_pipeline(conn)  # COPY is not allowed in pipeline mode
@@ -107,9 +115,9 @@ class JobStore:
         rest = [i for i in indexes if i not in in_bulk]
         inserted: dict[UUID, Job | None] = {}
         if bulk:
-            # IF NOT EXISTS would NOTICE on every batch; the notice says nothing.
-            await conn.execute("SET LOCAL client_min_messages = warning")
-            await conn.execute(Q["jobs_staging_create"])
+            # One simple query (no parameters): quiet the NOTICE that IF NOT
+            # EXISTS raises on every batch, and make sure the stage exists.
+            await conn.execute(Q["jobs_staging_prepare"], prepare=False)
             async with conn.cursor().copy(Q["job_copy_immediate"]) as copy:
                 for i in bulk:
                     job = jobs[i]
@@ -130,9 +138,6 @@ class JobStore:
                         )
                     )
             await conn.execute(Q["jobs_from_staging"])
-            await conn.execute(
-                Q["jobs_notify_queues"], {"queues": sorted({jobs[i].queue for i in bulk})}
-            )
             inserted.update((ids[i], None) for i in bulk)
         if rest:
             cur = await conn.execute(Q["job_insert_many"], insert_params(jobs, ids, rest))

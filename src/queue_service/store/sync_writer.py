@@ -10,6 +10,7 @@ from uuid import UUID
 import psycopg
 from psycopg.pq import TransactionStatus
 
+from queue_service.core.ids import uuid7
 from queue_service.core.jobs import Job, NewJob, job_from_row
 from queue_service.store.enqueue_plan import (
     Enqueued,
@@ -37,6 +38,10 @@ def enqueue_many_sync(conn: SyncConn, jobs: Sequence[NewJob]) -> list[Enqueued]:
         and conn.autocommit
         and conn.info.transaction_status == TransactionStatus.IDLE
     )
+    if alone and jobs[0].idempotency_key is None:
+        job_id = jobs[0].job_id or uuid7()
+        conn.execute(Q["job_insert_keyless"], one_params(jobs[0], job_id))
+        return [Enqueued(job_id, True)]
     for attempt in range(3):
         plan = EnqueuePlan(jobs)
         try:
@@ -61,6 +66,9 @@ def _insert_and_resolve(conn: SyncConn, plan: EnqueuePlan) -> list[Enqueued]:
 def _insert(conn: SyncConn, plan: EnqueuePlan) -> dict[UUID, Job | None]:
     if len(plan.unique) == 1:
         i = plan.unique[0]
+        if plan.jobs[i].idempotency_key is None:
+            conn.execute(Q["job_insert_keyless"], one_params(plan.jobs[i], plan.ids[i]))
+            return {plan.ids[i]: None}
         cur = conn.execute(Q["job_insert_one"], one_params(plan.jobs[i], plan.ids[i]))
         return {row[0]: job_from_row(row) for row in cur.fetchall()}
     # A multi-row insert: COPY would need the staging table's temp-table
