@@ -16,7 +16,12 @@ from typing import Any, Literal, get_args
 from queue_service.bench_http import percentile, run_http_enqueue
 from queue_service.core.catalog import QueueConfig
 from queue_service.runtime.manager import EnqueueRequest
-from queue_service.runtime.service import Runtime, loop_factory, open_runtime
+from queue_service.runtime.service import (
+    Runtime,
+    freeze_startup_heap,
+    loop_factory,
+    open_runtime,
+)
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
 from queue_service.store import baseline
@@ -55,21 +60,30 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run one workload (and the baseline's equivalent); return the figures."""
     report: dict[str, Any] = {"workload": opts.workload, "server": _server_version(admin_conninfo)}
+    enqueueing = opts.workload in ("enqueue-single", "enqueue-batch")
+    raw: str | None = None
     if opts.baseline and opts.workload not in ("latency", "http-enqueue"):
-        progress("baseline: plain-SQL loop")
         raw = create_database(admin_conninfo, BASELINE_DB)
-        try:
-            report["baseline_rate"] = _baseline(raw, opts)
-        finally:
-            if not opts.keep:
-                drop_database(admin_conninfo, BASELINE_DB)
-    conninfo = create_database(admin_conninfo, BENCH_DB)
     try:
+        if raw is not None:
+            baseline.setup(raw)
+            if not enqueueing:
+                progress("baseline: plain-SQL loop")
+                report["baseline_rate"] = _baseline_drain(raw, opts)
+        conninfo = create_database(admin_conninfo, BENCH_DB)
         apply_migrations(conninfo)
-        progress(f"queue-service: {opts.workload}" + (" (sync producer)" if opts.sync else ""))
-        if opts.sync and opts.workload in ("enqueue-single", "enqueue-batch"):
+        progress(
+            f"queue-service: {opts.workload}"
+            + (" (sync producer)" if opts.sync else "")
+            + (", in rounds with the plain-SQL baseline" if enqueueing and raw else "")
+        )
+        if enqueueing:
             batch = 1 if opts.workload == "enqueue-single" else opts.batch
-            report |= _enqueue_sync(settings, conninfo, opts.jobs, batch)
+            if opts.sync:
+                report |= _enqueue_sync(settings, conninfo, opts.jobs, batch, raw)
+            else:
+                with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+                    report |= runner.run(_enqueue_async(settings, conninfo, opts.jobs, batch, raw))
         else:
             # On the event loop the service itself runs (uvloop by default).
             with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
@@ -77,6 +91,8 @@ def run_bench(
     finally:
         if not opts.keep:
             drop_database(admin_conninfo, BENCH_DB)
+            if raw is not None:
+                drop_database(admin_conninfo, BASELINE_DB)
     if "baseline_rate" in report and report.get("rate"):
         report["ratio_to_baseline"] = round(report["rate"] / report["baseline_rate"], 3)
     return report
@@ -90,12 +106,7 @@ def _server_version(conninfo: str) -> str:
     return str(row[0]) if row else "?"
 
 
-def _baseline(conninfo: str, opts: BenchOptions) -> float:
-    baseline.setup(conninfo)
-    if opts.workload == "enqueue-single":
-        return baseline.enqueue_single(conninfo, opts.jobs)
-    if opts.workload == "enqueue-batch":
-        return baseline.enqueue_batch(conninfo, opts.jobs, opts.batch)
+def _baseline_drain(conninfo: str, opts: BenchOptions) -> float:
     baseline.enqueue_batch(conninfo, opts.jobs, 1000)
     return asyncio.run(baseline.drain(conninfo, opts.jobs, opts.concurrency, 10))
 
@@ -109,14 +120,13 @@ async def _ours(
         return replace(q, concurrency=opts.concurrency, prefetch=opts.effective_prefetch)
 
     async with open_runtime(settings, conninfo, queue_overrides=tune) as rt:
-        if opts.workload == "enqueue-single":
-            return await _enqueue(rt, opts.jobs, 1)
-        if opts.workload == "enqueue-batch":
-            return await _enqueue(rt, opts.jobs, opts.batch)
+        freeze_startup_heap()  # as the service's own commands do
         if opts.workload == "http-enqueue":
             return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
         if opts.workload == "drain":
-            await _enqueue(rt, opts.jobs, 1000)
+            for start in range(0, opts.jobs, 1000):
+                chunk = range(start, min(opts.jobs, start + 1000))
+                await rt.manager.enqueue_many([_request(i) for i in chunk])
             progress(f"draining {opts.jobs} jobs")
             return await _drain(rt, opts)
         return await _latency(rt, conninfo, opts, progress)
@@ -126,50 +136,90 @@ def _request(i: int) -> EnqueueRequest:
     return EnqueueRequest(type=JOB_TYPE, data={"i": i}, tenant_id=TENANT, created_by="bench")
 
 
-async def _enqueue(rt: Runtime, n: int, batch: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    if batch == 1:
-        for i in range(n):
-            await rt.manager.enqueue(_request(i))
-    else:
-        for start in range(0, n, batch):
-            chunk = range(start, min(n, start + batch))
-            await rt.manager.enqueue_many([_request(i) for i in chunk])
-    elapsed = time.perf_counter() - t0
-    return {
-        "jobs": n,
-        "batch": batch,
-        "elapsed_s": round(elapsed, 3),
-        "rate": round(n / elapsed, 1),
-    }
+ROUNDS = 5
 
 
-def _enqueue_sync(settings: Settings, conninfo: str, n: int, batch: int) -> dict[str, Any]:
+def _rounds(n: int, batch: int) -> list[tuple[int, int]]:
+    """``n`` jobs cut into up to ROUNDS ranges, each a whole number of batches."""
+    per = max(batch, -(-n // ROUNDS // batch) * batch)
+    return [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+
+
+class _Rounds:
+    """Times ours and the baseline's loop in alternating rounds on the same
+    server, so both see the same minute's disk and CPU (the machines here
+    drift by ±20% within minutes)."""
+
+    def __init__(self, n: int, batch: int, raw: str | None) -> None:
+        import psycopg
+
+        self.n, self.batch = n, batch
+        self.ours = 0.0
+        self.theirs = 0.0
+        self._raw = None if raw is None else psycopg.connect(raw, autocommit=True)
+
+    def baseline(self, lo: int, hi: int) -> None:
+        if self._raw is not None:
+            self.theirs += baseline.insert_range(self._raw, lo, hi, self.batch)
+
+    def report(self, **extra: Any) -> dict[str, Any]:
+        if self._raw is not None:
+            self._raw.close()
+        out: dict[str, Any] = {"jobs": self.n, "batch": self.batch, **extra}
+        if self.theirs:
+            out["baseline_rate"] = round(self.n / self.theirs, 1)
+            out["rounds"] = len(_rounds(self.n, self.batch))
+        out |= {"elapsed_s": round(self.ours, 3), "rate": round(self.n / self.ours, 1)}
+        return out
+
+
+async def _enqueue_async(
+    settings: Settings, conninfo: str, n: int, batch: int, raw: str | None
+) -> dict[str, Any]:
+    """The enqueue workloads through JobManager (validation, ids, RLS role)."""
+    async with open_runtime(settings, conninfo) as rt:
+        freeze_startup_heap()  # as the service's own commands do
+        timer = _Rounds(n, batch, raw)
+        for lo, hi in _rounds(n, batch):
+            timer.baseline(lo, hi)
+            t0 = time.perf_counter()
+            if batch == 1:
+                for i in range(lo, hi):
+                    await rt.manager.enqueue(_request(i))
+            else:
+                for start in range(lo, hi, batch):
+                    chunk = range(start, min(hi, start + batch))
+                    await rt.manager.enqueue_many([_request(i) for i in chunk])
+            timer.ours += time.perf_counter() - t0
+        return timer.report()
+
+
+def _enqueue_sync(
+    settings: Settings, conninfo: str, n: int, batch: int, raw: str | None
+) -> dict[str, Any]:
     """The enqueue workloads through SyncProducer on one autocommit connection."""
     import psycopg
 
     from queue_service.runtime.producer import SyncProducer
 
     producer = SyncProducer.from_settings(settings)
+    freeze_startup_heap()
+    timer = _Rounds(n, batch, raw)
     with psycopg.connect(conninfo, autocommit=True, prepare_threshold=2) as conn:
         conn.execute("SET ROLE queue_service_engine")
-        t0 = time.perf_counter()
-        if batch == 1:
-            for i in range(n):
-                producer.enqueue(conn, _request(i))
-        else:
-            for start in range(0, n, batch):
-                producer.enqueue_many(
-                    conn, [_request(i) for i in range(start, min(n, start + batch))]
-                )
-        elapsed = time.perf_counter() - t0
-    return {
-        "jobs": n,
-        "batch": batch,
-        "api": "sync",
-        "elapsed_s": round(elapsed, 3),
-        "rate": round(n / elapsed, 1),
-    }
+        for lo, hi in _rounds(n, batch):
+            timer.baseline(lo, hi)
+            t0 = time.perf_counter()
+            if batch == 1:
+                for i in range(lo, hi):
+                    producer.enqueue(conn, _request(i))
+            else:
+                for start in range(lo, hi, batch):
+                    producer.enqueue_many(
+                        conn, [_request(i) for i in range(start, min(hi, start + batch))]
+                    )
+            timer.ours += time.perf_counter() - t0
+    return timer.report(api="sync")
 
 
 async def _drain(rt: Runtime, opts: BenchOptions) -> dict[str, Any]:
@@ -219,6 +269,7 @@ def _latency_worker(conninfo: str, concurrency: int, ready: Any) -> None:
             worker = Worker(
                 rt.manager, [rt.registry.queue("bench")], listen_conninfo=conninfo, grace_seconds=5
             )
+            freeze_startup_heap()
             ready.set()
             await worker.run(stop)
 

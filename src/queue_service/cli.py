@@ -23,6 +23,7 @@ from queue_service.errors import QueueServiceError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import (
     Runtime,
+    freeze_startup_heap,
     install_signal_handlers,
     loop_factory,
     open_runtime,
@@ -123,6 +124,7 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
                 )
             if state is not None:
                 state.started = True
+            freeze_startup_heap()
             try:
                 await _first_failure(tasks, stop)
             finally:

@@ -94,6 +94,37 @@ async def test_transactional_enqueue_rolled_back_leaves_no_job(runtime: Runtime)
     assert (await runtime.manager.get(kept.job_id)).status is JobStatus.WAITING
 
 
+async def test_several_batches_in_one_transaction_each_go_in_once(runtime: Runtime) -> None:
+    """Each batch is staged and moved in turn; none is moved twice."""
+    async with runtime.db.transaction() as conn:
+        first = await runtime.manager.enqueue_many([echo(i) for i in range(30)], conn=conn)
+        second = await runtime.manager.enqueue_many([echo(i) for i in range(20)], conn=conn)
+    await runtime.manager.enqueue_many([echo(i) for i in range(10)])  # a fresh transaction
+    assert (await runtime.store.queue_counts("t1"))["test"].waiting == 60
+    ids = {d.job_id for d in first + second}
+    assert len(ids) == 50 and all(d.created for d in first + second)
+
+
+async def test_batch_text_survives_copy_escaping(runtime: Runtime) -> None:
+    """Tabs, newlines, backslashes and non-ASCII in every text field of a COPY."""
+    tricky = "tab\there\nnew\\line\r\u00e9\u4e2d \\N \\."
+    done = await runtime.manager.enqueue_many(
+        [
+            EnqueueRequest(
+                type="test.echo",
+                data={"value": {"k\\": ["\n", tricky], "s": tricky}},
+                tenant_id="t1",
+                created_by=tricky,
+                request_id="r\t1",
+            )
+            for _ in range(3)
+        ]
+    )
+    job = await runtime.manager.get(done[0].job_id)
+    assert job.data == {"value": {"k\\": ["\n", tricky], "s": tricky}}
+    assert (job.created_by, job.request_id) == (tricky, "r\t1")
+
+
 @pytest.mark.parametrize(
     ("request_", "error", "message"),
     [

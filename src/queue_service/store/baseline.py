@@ -56,28 +56,28 @@ def setup(conninfo: str) -> None:
         c.execute(DDL)
 
 
-def enqueue_single(conninfo: str, n: int) -> float:
-    """Jobs per second, one autocommit insert each."""
-    with psycopg.connect(conninfo, autocommit=True) as c:
-        t0 = time.perf_counter()
-        for i in range(n):
-            c.execute(INSERT_ONE, (QUEUE, 0, Jsonb({"i": i, "ts": time.time()})))
-        return n / (time.perf_counter() - t0)
+def insert_range(conn: psycopg.Connection[Any], start: int, stop: int, batch: int) -> float:
+    """Seconds to insert jobs ``start..stop`` on ``conn`` (autocommit): the
+    script's enqueue-single loop when ``batch`` is 1, its enqueue-batch loop
+    otherwise; `queue-service bench` runs it in rounds beside ours."""
+    t0 = time.perf_counter()
+    if batch == 1:
+        for i in range(start, stop):
+            conn.execute(INSERT_ONE, (QUEUE, 0, Jsonb({"i": i, "ts": time.time()})))
+    else:
+        for lo in range(start, stop, batch):
+            k = min(batch, stop - lo)
+            now = time.time()
+            conn.execute(
+                INSERT_BATCH, (QUEUE, [0] * k, [Jsonb({"i": lo + j, "ts": now}) for j in range(k)])
+            )
+    return time.perf_counter() - t0
 
 
 def enqueue_batch(conninfo: str, n: int, batch: int) -> float:
+    """Jobs per second, ``n`` in batches (the drain's fill)."""
     with psycopg.connect(conninfo, autocommit=True) as c:
-        t0 = time.perf_counter()
-        done = 0
-        while done < n:
-            k = min(batch, n - done)
-            now = time.time()
-            c.execute(
-                INSERT_BATCH,
-                (QUEUE, [0] * k, [Jsonb({"i": done + j, "ts": now}) for j in range(k)]),
-            )
-            done += k
-        return n / (time.perf_counter() - t0)
+        return n / insert_range(c, 0, n, batch)
 
 
 async def drain(conninfo: str, n: int, concurrency: int, claim: int) -> float:

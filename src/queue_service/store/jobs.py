@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from psycopg.pq import TransactionStatus
+
 from queue_service.core.ids import uuid7
 from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
 from queue_service.store.db import Conn, Database, in_pipeline, json_text
@@ -78,16 +80,21 @@ class JobStore:
             try:
                 async with self.db.connection(conn) as c:
                     if len(jobs) == 1 and conn is None:
-                        return await self._insert_and_resolve(c, plan)
+                        return await self._insert_and_resolve(c, plan, alone=True)
+                    # Whether this transaction is ours alone (not a savepoint
+                    # in the caller's, where other batches may be staged).
+                    alone = c.info.transaction_status == TransactionStatus.IDLE
                     async with c.transaction():
-                        return await self._insert_and_resolve(c, plan)
+                        return await self._insert_and_resolve(c, plan, alone)
             except IdempotencyRaceError:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    async def _insert_and_resolve(self, conn: Conn, plan: EnqueuePlan) -> list[Enqueued]:
-        inserted = await self._insert(conn, plan.jobs, plan.ids, plan.unique)
+    async def _insert_and_resolve(
+        self, conn: Conn, plan: EnqueuePlan, alone: bool
+    ) -> list[Enqueued]:
+        inserted = await self._insert(conn, plan.jobs, plan.ids, plan.unique, alone)
         for tenant, keys in plan.record_inserted(inserted).items():
             cur = await conn.execute(
                 Q["idempotency_key_get_many"], {"tenant": tenant, "keys": keys}
@@ -96,9 +103,17 @@ class JobStore:
         return plan.results()
 
     async def _insert(
-        self, conn: Conn, jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]
+        self,
+        conn: Conn,
+        jobs: Sequence[NewJob],
+        ids: list[UUID],
+        indexes: list[int],
+        alone: bool,
     ) -> dict[UUID, Job | None]:
-        """Insert the chosen jobs; maps the ids that went in to the job (single inserts)."""
+        """Insert the chosen jobs; maps the ids that went in to the job (single inserts).
+
+        ``alone``: the transaction is this call's own, so nothing else is staged.
+        """
         if len(indexes) == 1:
             job, job_id = jobs[indexes[0]], ids[indexes[0]]
             if job.idempotency_key is None:
@@ -137,7 +152,10 @@ class JobStore:
                             None if job.trace_context is None else json_text(job.trace_context),
                         )
                     )
-            await conn.execute(Q["jobs_from_staging"])
+            await conn.execute(
+                Q["jobs_from_staging" if alone else "jobs_from_staging_emptying"],
+                {"queues": sorted({jobs[i].queue for i in bulk})},
+            )
             inserted.update((ids[i], None) for i in bulk)
         if rest:
             cur = await conn.execute(Q["job_insert_many"], insert_params(jobs, ids, rest))

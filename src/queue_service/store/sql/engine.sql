@@ -104,11 +104,19 @@ COPY jobs_staging (id, tenant_id, queue, type, priority, data, max_attempts, max
 FROM STDIN
 
 -- name: jobs_from_staging
--- Move what was staged into jobs (emptying the stage for the next batch of
--- the same transaction) and wake each queue's workers at commit.
+-- Move what was staged into jobs and wake the given queues' workers at
+-- commit. For a transaction of the store's own, which stages one batch:
+-- ON COMMIT DELETE ROWS empties the stage (measured: emptying it here with
+-- DELETE ... RETURNING costs ~3 µs a job).
+WITH moved AS (INSERT INTO jobs SELECT * FROM jobs_staging)
+SELECT pg_notify('queue_service_jobs', q) FROM unnest(%(queues)s::text[]) AS q
+
+-- name: jobs_from_staging_emptying
+-- The same inside a caller's transaction, which may stage several batches:
+-- the stage is emptied as it is moved, so the next batch starts empty.
 WITH staged AS (DELETE FROM jobs_staging RETURNING *),
-moved AS (INSERT INTO jobs SELECT * FROM staged RETURNING queue)
-SELECT pg_notify('queue_service_jobs', queue) FROM (SELECT DISTINCT queue FROM moved) AS q
+moved AS (INSERT INTO jobs SELECT * FROM staged)
+SELECT pg_notify('queue_service_jobs', q) FROM unnest(%(queues)s::text[]) AS q
 
 -- name: idempotency_key_get_many
 -- The live keys a batch collided with: the job each names and its payload hash.
