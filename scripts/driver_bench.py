@@ -50,7 +50,6 @@ import hashlib
 import json
 import os
 import platform
-import re
 import resource
 import statistics
 import sys
@@ -60,7 +59,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import orjson
 import psycopg
 import psycopg_pool
@@ -69,6 +68,7 @@ from queue_service.core.ids import uuid7_many
 from queue_service.store.databases import create_database, drop_database
 from queue_service.store.db import json_text  # also installs the store's orjson hooks
 from queue_service.store.jobs import claimed_jobs
+from queue_service.store.lane import to_dollar
 from queue_service.store.migrate import apply_migrations
 from queue_service.store.queries import Q
 
@@ -79,22 +79,9 @@ TENANT = "bench"
 QUEUE = "default"
 JOB_TYPE = "bench.noop"
 DRIVERS = ("psycopg", "asyncpg")
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 Row = Sequence[Any]
 Params = dict[str, Any]
-
-
-def to_dollar(sql: str) -> tuple[str, list[str]]:
-    """``%(name)s`` -> ``$n`` (a repeated name reuses its number); the names in order."""
-    names: list[str] = []
-
-    def number(match: re.Match[str]) -> str:
-        if match[1] not in names:
-            names.append(match[1])
-        return f"${names.index(match[1]) + 1}"
-
-    return _PLACEHOLDER.sub(number, sql).replace("%%", "%"), names
 
 
 class Session(Protocol):

@@ -17,6 +17,8 @@ from psycopg import sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool
 
+from queue_service.store.lane import InsertLane
+
 Conn = psycopg.AsyncConnection[Any]
 
 set_json_loads(orjson.loads)
@@ -52,9 +54,18 @@ class Database:
         application_name: str = "queue-service",
         role: str = ENGINE_ROLE,
         timeout: float = 30.0,
+        insert_lane: int = 0,
     ) -> None:
         self.conninfo = conninfo
         self.role = role
+        # Single-job inserts on their own asyncpg connections (store/lane.py).
+        self.lane: InsertLane | None = (
+            InsertLane(
+                conninfo, role, size=insert_lane, application_name=f"{application_name} lane"
+            )
+            if insert_lane > 0
+            else None
+        )
 
         async def configure(conn: Conn) -> None:
             await conn.set_autocommit(True)
@@ -84,6 +95,8 @@ class Database:
         await self.pool.open(wait=True, timeout=wait_seconds)
 
     async def close(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
         await self.pool.close()
 
     @asynccontextmanager
@@ -143,6 +156,7 @@ class BoundDatabase(Database):
         self._conn = conn
         self.conninfo = ""
         self.role = ""
+        self.lane = None
 
     @asynccontextmanager
     async def connection(self, conn: Conn | None = None) -> AsyncIterator[Conn]:

@@ -70,10 +70,14 @@ class JobStore:
         if not jobs:
             return []
         if len(jobs) == 1 and conn is None and jobs[0].idempotency_key is None:
-            # The common case: one autocommit statement, nothing to resolve.
+            # The common case: one autocommit statement, nothing to resolve;
+            # on the insert lane when a lane connection is free.
             job_id = jobs[0].job_id or uuid7()
-            async with self.db.connection() as c:
-                await c.execute(Q["job_insert_keyless"], one_params(jobs[0], job_id))
+            params = one_params(jobs[0], job_id)
+            lane = self.db.lane
+            if lane is None or not await lane.try_execute(Q["job_insert_keyless"], params):
+                async with self.db.connection() as c:
+                    await c.execute(Q["job_insert_keyless"], params)
             return [Enqueued(job_id, True)]
         for attempt in range(3):
             plan = EnqueuePlan(jobs)
