@@ -6,6 +6,7 @@ with the same transient error the rest of the engine retries on."""
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -16,6 +17,7 @@ from queue_service.core.jobs import JobStatus
 from queue_service.runtime.backoff import is_transient
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
+from queue_service.store import lane as lane_module
 from queue_service.store.db import API_ROLE
 from queue_service.store.enqueue_plan import one_params
 from queue_service.store.lane import InsertLane, to_dollar
@@ -102,22 +104,54 @@ async def test_concurrent_enqueues_overflow_to_the_pool_and_all_go_in(
     assert (await runtime.store.queue_counts("t1"))["test"].waiting == 60
 
 
-async def test_a_killed_lane_connection_fails_one_enqueue_transiently_then_recovers(
+async def test_a_killed_idle_lane_connection_is_replaced_before_it_is_used(
     runtime: Runtime, database_url: str
 ) -> None:
     await runtime.manager.enqueue(echo("first"))
     (pid,) = lane_backends(database_url)
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    await asyncio.sleep(0.1)
-    with pytest.raises(psycopg.OperationalError) as failed:
-        await runtime.manager.enqueue(echo("lost with the connection"))
-    assert is_transient(failed.value)
+    await asyncio.sleep(0.2)  # the loop sees the socket close
     after = await runtime.manager.enqueue(echo("after"))
     assert (await runtime.manager.get(after.job_id)).status is JobStatus.WAITING
-    # The failed enqueue wrote nothing; the others are there once each.
     assert (await runtime.store.queue_counts("t1"))["test"].waiting == 2
-    assert lane_backends(database_url) != [pid]
+    assert len(lane_backends(database_url)) == 1 and lane_backends(database_url) != [pid]
+
+
+async def test_a_lane_connection_idle_too_long_is_replaced(
+    runtime: Runtime, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await runtime.manager.enqueue(echo("first"))
+    (pid,) = lane_backends(database_url)
+    monkeypatch.setattr(lane_module, "MAX_IDLE_SECONDS", 0.0)
+    await runtime.manager.enqueue(echo("second"))
+    for _ in range(50):
+        if lane_backends(database_url) != [pid]:
+            break
+        await asyncio.sleep(0.05)
+    assert len(lane_backends(database_url)) == 1 and lane_backends(database_url) != [pid]
+    assert (await runtime.store.queue_counts("t1"))["test"].waiting == 2
+
+
+async def test_a_lane_that_cannot_connect_stands_aside_for_the_pool(runtime: Runtime) -> None:
+    job = runtime.manager.build(echo("x"))
+    params = one_params(job, uuid7())
+    nowhere = InsertLane("postgresql://postgres@127.0.0.1:1/none", "queue_service_engine")
+    assert not await nowhere.try_execute(Q["job_insert_keyless"], params)
+    started = time.monotonic()
+    assert not await nowhere.try_execute(Q["job_insert_keyless"], params)  # resting
+    assert time.monotonic() - started < 0.05 and nowhere.connections == 0
+    assert not InsertLane("host=127.0.0.1 dbname=x", "queue_service_engine").usable
+
+
+def test_a_lost_connection_is_reported_as_the_transient_error_the_engine_retries() -> None:
+    import asyncpg
+
+    lost = lane_module._as_psycopg(asyncpg.ConnectionDoesNotExistError("closed mid-statement"))
+    assert isinstance(lost, psycopg.OperationalError) and is_transient(lost)
+    assert is_transient(lane_module._as_psycopg(ConnectionResetError()))
+    refused = asyncpg.UniqueViolationError("duplicate")
+    assert lane_module._as_psycopg(refused) is refused
 
 
 async def test_the_lane_acts_as_its_role_so_row_level_security_applies(

@@ -9,21 +9,27 @@ transaction), through up to ``size`` asyncpg connections held for the
 purpose; everything else (transactions, COPY, claims, LISTEN, the API's
 tenant-scoped statements) stays on the psycopg pool.
 
-The lane never queues: when every lane connection is busy, or it is off,
-``try_execute`` returns False and the caller uses the pool. A connection
-that fails is closed and forgotten; the next use opens a new one.
-Connection-level failures surface as ``psycopg.OperationalError`` so every
-caller's transient-error handling (runtime/backoff.py) treats both drivers
-alike; errors the server reports keep their SQLSTATE.
+The lane never queues and is never the reason an enqueue fails where the
+pool would have served it: when every lane connection is busy, when it
+cannot connect (then it rests for a few seconds), or when an idle
+connection turns out closed or stale, ``try_execute`` returns False and the
+caller uses the pool. A failure after the statement was sent is raised (it
+may have committed), as ``psycopg.OperationalError`` when the connection
+was lost, so every caller's transient-error handling (runtime/backoff.py)
+treats both drivers alike; errors the server reports keep their SQLSTATE.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+import structlog
+
+log = structlog.get_logger("queue_service.lane")
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
@@ -44,8 +50,22 @@ def to_dollar(sql: str) -> tuple[str, list[str]]:
     return _PLACEHOLDER.sub(number, sql).replace("%%", "%"), names
 
 
+# A lane connection idle longer than this is replaced before use, so one a
+# firewall or NAT dropped silently is not the one an enqueue fails on.
+MAX_IDLE_SECONDS = 60.0
+# After a failed connect the lane stands aside (the pool serves) this long.
+CONNECT_COOLDOWN_SECONDS = 5.0
+
+
 class InsertLane:
-    """Up to ``size`` asyncpg connections acting as ``role``, opened on first use."""
+    """Up to ``size`` asyncpg connections acting as ``role``, opened on first use.
+
+    Only what a caller could not tell from the pool path is ever raised: a
+    connection the lane cannot open, or an idle one found closed, sends the
+    statement to the pool (``try_execute`` returns False) with nothing sent;
+    a failure after the statement was sent is raised, since it may have
+    committed.
+    """
 
     def __init__(
         self, conninfo: str, role: str, *, size: int = 2, application_name: str = ""
@@ -54,10 +74,16 @@ class InsertLane:
         self.role = role
         self.size = size
         self.application_name = application_name
-        self._idle: list[Any] = []  # asyncpg.Connection
+        self._idle: list[tuple[Any, float]] = []  # (asyncpg.Connection, idle since)
         self._open = 0
         self._closed = False
+        self._resting_until = 0.0
         self._statements: dict[str, tuple[str, list[str]]] = {}
+        # asyncpg parses URLs (the embedded server's unix-socket form too), not
+        # libpq's key=value strings: those keep to the pool.
+        self.usable = conninfo.startswith(("postgresql://", "postgres://"))
+        if not self.usable:
+            log.info("insert lane off: DATABASE_URL is not a postgresql:// URL")
 
     @property
     def connections(self) -> int:
@@ -65,28 +91,18 @@ class InsertLane:
         return self._open
 
     async def try_execute(self, sql: str, params: Mapping[str, Any]) -> bool:
-        """Run one autocommit statement on a lane connection; False if none is
-        free (the caller then uses the pool). Raises what the statement raises."""
-        if self._closed:
-            return False
-        if self._idle:
-            conn = self._idle.pop()
-        elif self._open < self.size:
-            self._open += 1
-            try:
-                conn = await self._connect()
-            except BaseException:
-                self._open -= 1
-                raise
-        else:
+        """Run one autocommit statement on a lane connection; False if the lane
+        cannot take it now (the caller then uses the pool). Raises what the
+        statement raises once sent."""
+        conn = await self._checkout()
+        if conn is None:
             return False
         try:
             query, names = self._statement(sql)
             await conn.execute(query, *[params[n] for n in names])
         except BaseException as exc:
             # Its state is unknown (a cancelled or failed statement): close it.
-            self._open -= 1
-            conn.terminate()
+            self._discard(conn)
             mapped = _as_psycopg(exc)
             if mapped is exc:
                 raise
@@ -95,18 +111,49 @@ class InsertLane:
             self._open -= 1
             await conn.close()
         else:
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
         return True
 
     async def close(self) -> None:
         self._closed = True
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             self._open -= 1
             try:
                 await conn.close(timeout=5)
             except Exception:
                 conn.terminate()
+
+    async def _checkout(self) -> Any:
+        if self._closed or not self.usable:
+            return None
+        now = time.monotonic()
+        while self._idle:
+            conn, since = self._idle.pop()
+            if not conn.is_closed() and now - since < MAX_IDLE_SECONDS:
+                return conn
+            self._discard(conn)
+        if self._open >= self.size or now < self._resting_until:
+            return None
+        self._open += 1
+        try:
+            return await self._connect()
+        except Exception as exc:
+            self._open -= 1
+            self._resting_until = time.monotonic() + CONNECT_COOLDOWN_SECONDS
+            log.warning(
+                "insert lane cannot connect; single enqueues use the pool",
+                error=f"{type(exc).__name__}: {exc}",
+                retry_in_seconds=CONNECT_COOLDOWN_SECONDS,
+            )
+            return None
+        except BaseException:
+            self._open -= 1
+            raise
+
+    def _discard(self, conn: Any) -> None:
+        self._open -= 1
+        conn.terminate()
 
     def _statement(self, sql: str) -> tuple[str, list[str]]:
         found = self._statements.get(sql)
@@ -117,19 +164,13 @@ class InsertLane:
     async def _connect(self) -> Any:
         import asyncpg
 
-        try:
-            # The role as a start-up parameter: the session acts as it from
-            # the first statement, as the pool's SET ROLE does.
-            return await asyncpg.connect(
-                self.conninfo,
-                timeout=10,
-                server_settings={"application_name": self.application_name, "role": self.role},
-            )
-        except BaseException as exc:
-            mapped = _as_psycopg(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+        # The role as a start-up parameter: the session acts as it from the
+        # first statement, as the pool's SET ROLE does.
+        return await asyncpg.connect(
+            self.conninfo,
+            timeout=10,
+            server_settings={"application_name": self.application_name, "role": self.role},
+        )
 
 
 def _as_psycopg(exc: BaseException) -> BaseException:
@@ -140,6 +181,4 @@ def _as_psycopg(exc: BaseException) -> BaseException:
 
     if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.InterfaceError | OSError):
         return psycopg.OperationalError(f"insert lane: {type(exc).__name__}: {exc}")
-    if isinstance(exc, TimeoutError):
-        return psycopg.OperationalError(f"insert lane: timed out connecting: {exc}")
     return exc
