@@ -42,6 +42,9 @@ class EnqueuePlan:
 
     def record_inserted(self, inserted: Mapping[UUID, Job | None]) -> dict[str, list[str]]:
         """Note what went in; returns, per tenant, the keys to read back."""
+        if len(inserted) == len(self.jobs):  # every job went in (a plain batch)
+            self._resolved = {i: Enqueued(u, True, inserted[u]) for i, u in enumerate(self.ids)}
+            return {}
         for i in self.unique:
             if self.ids[i] in inserted:
                 self._resolved[i] = Enqueued(self.ids[i], True, inserted[self.ids[i]])
