@@ -20,6 +20,7 @@ from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.store import lane as lane_module
 from queue_service.store.db import API_ROLE
 from queue_service.store.enqueue_plan import one_params
+from queue_service.store.jobs import copy_row
 from queue_service.store.lane import InsertLane, to_dollar
 from queue_service.store.queries import Q
 from tests.integration.conftest import make_settings
@@ -196,3 +197,38 @@ async def test_behind_pgbouncer_there_is_no_lane(database_url: str) -> None:
         assert rt.db.lane is None
         done = await rt.manager.enqueue(echo("through the pool"))
         assert (await rt.manager.get(done.job_id)).status is JobStatus.WAITING
+
+
+async def test_batches_take_the_lane_and_overflow_to_the_pool(
+    runtime: Runtime, database_url: str
+) -> None:
+    lane = runtime.db.lane
+    assert lane is not None
+    batches = await asyncio.gather(
+        *(runtime.manager.enqueue_many([echo(f"{b}-{i}") for i in range(100)]) for b in range(6))
+    )
+    assert len({d.job_id for batch in batches for d in batch}) == 600
+    assert lane.connections <= lane.size and len(lane_backends(database_url)) <= lane.size
+    assert (await runtime.store.queue_counts("t1"))["test"].waiting == 600
+
+
+async def test_a_batch_that_fails_on_the_lane_writes_nothing(
+    runtime: Runtime, database_url: str
+) -> None:
+    good, bad = (runtime.manager.build(echo(v)) for v in ("good", "bad"))
+    bad.priority = 500  # past the table's CHECK: the COPY's move fails
+    lane = InsertLane(database_url, "queue_service_engine", size=1)
+    try:
+        with pytest.raises(Exception, match="check constraint") as failed:
+            await lane.try_copy(
+                Q["jobs_staging_prepare"],
+                Q["job_copy_immediate"],
+                [copy_row(uuid7(), good), copy_row(uuid7(), bad)],
+                Q["jobs_from_staging"],
+                {"queues": ["test"]},
+            )
+        assert getattr(failed.value, "sqlstate", None) == "23514"
+        assert lane.connections == 0
+    finally:
+        await lane.close()
+    assert await runtime.store.queue_counts() == {}

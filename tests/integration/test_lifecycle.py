@@ -105,24 +105,39 @@ async def test_several_batches_in_one_transaction_each_go_in_once(runtime: Runti
     assert len(ids) == 50 and all(d.created for d in first + second)
 
 
-async def test_batch_text_survives_copy_escaping(runtime: Runtime) -> None:
-    """Tabs, newlines, backslashes and non-ASCII in every text field of a COPY."""
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["insert-lane", "caller-tx"])
+async def test_batch_text_survives_copy_escaping(runtime: Runtime, in_transaction: bool) -> None:
+    """Tabs, newlines, backslashes and non-ASCII in every text field of a COPY:
+    alone a batch goes by asyncpg's binary COPY (the insert lane), inside a
+    caller's transaction by psycopg's text COPY."""
     tricky = "tab\there\nnew\\line\r\u00e9\u4e2d \\N \\."
-    done = await runtime.manager.enqueue_many(
-        [
-            EnqueueRequest(
-                type="test.echo",
-                data={"value": {"k\\": ["\n", tricky], "s": tricky}},
-                tenant_id="t1",
-                created_by=tricky,
-                request_id="r\t1",
-            )
-            for _ in range(3)
-        ]
-    )
+    requests = [
+        EnqueueRequest(
+            type="test.echo",
+            data={"value": {"k\\": ["\n", tricky], "s": tricky}},
+            tenant_id="t1",
+            created_by=tricky,
+            request_id="r\t1",
+            trace_context={"traceparent": tricky},
+        )
+        for _ in range(3)
+    ]
+    if in_transaction:
+        async with runtime.db.transaction() as conn:
+            done = await runtime.manager.enqueue_many(requests, conn=conn)
+    else:
+        done = await runtime.manager.enqueue_many(requests)
+        assert runtime.db.lane is not None and runtime.db.lane.connections == 1
     job = await runtime.manager.get(done[0].job_id)
     assert job.data == {"value": {"k\\": ["\n", tricky], "s": tricky}}
     assert (job.created_by, job.request_id) == (tricky, "r\t1")
+    assert len({d.job_id for d in done}) == 3
+    async with runtime.db.connection() as conn:
+        ids = [d.job_id for d in done]
+        cur = await conn.execute(
+            "SELECT DISTINCT trace_context FROM jobs WHERE id = ANY(%s)", (ids,)
+        )
+        assert await cur.fetchall() == [({"traceparent": tricky},)]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from psycopg.pq import TransactionStatus
 
-from queue_service.core.ids import uuid7
+from queue_service.core.ids import uuid7, uuid7_many
 from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
 from queue_service.store.db import Conn, Database, in_pipeline, json_text
 from queue_service.store.enqueue_plan import (
@@ -69,16 +69,32 @@ class JobStore:
         """
         if not jobs:
             return []
-        if len(jobs) == 1 and conn is None and jobs[0].idempotency_key is None:
+        lane = self.db.lane
+        if conn is None and len(jobs) == 1 and jobs[0].idempotency_key is None:
             # The common case: one autocommit statement, nothing to resolve;
             # on the insert lane when a lane connection is free.
             job_id = jobs[0].job_id or uuid7()
             params = one_params(jobs[0], job_id)
-            lane = self.db.lane
             if lane is None or not await lane.try_execute(Q["job_insert_keyless"], params):
                 async with self.db.connection() as c:
                     await c.execute(Q["job_insert_keyless"], params)
             return [Enqueued(job_id, True)]
+        if (
+            conn is None
+            and lane is not None
+            and all(j.idempotency_key is None and j.runs_now for j in jobs)
+        ):
+            # A plain batch on its own: the same COPY and move, on the lane
+            # when it is free (asyncpg's binary COPY: decision 0008).
+            ids = [j.job_id or new for j, new in zip(jobs, uuid7_many(len(jobs)), strict=True)]
+            if await lane.try_copy(
+                Q["jobs_staging_prepare"],
+                Q["job_copy_immediate"],
+                [copy_row(job_id, job) for job_id, job in zip(ids, jobs, strict=True)],
+                Q["jobs_from_staging"],
+                {"queues": sorted({j.queue for j in jobs})},
+            ):
+                return [Enqueued(job_id, True) for job_id in ids]
         for attempt in range(3):
             plan = EnqueuePlan(jobs)
             try:
@@ -139,23 +155,7 @@ class JobStore:
             await conn.execute(Q["jobs_staging_prepare"], prepare=False)
             async with conn.cursor().copy(Q["job_copy_immediate"]) as copy:
                 for i in bulk:
-                    job = jobs[i]
-                    await copy.write_row(
-                        (
-                            ids[i],
-                            job.tenant_id,
-                            job.queue,
-                            job.type,
-                            job.priority,
-                            job.data_json or json_text(job.data),
-                            job.max_attempts,
-                            job.max_stalled,
-                            job.lease_seconds,
-                            job.created_by,
-                            job.request_id,
-                            None if job.trace_context is None else json_text(job.trace_context),
-                        )
-                    )
+                    await copy.write_row(copy_row(ids[i], jobs[i]))
             await conn.execute(
                 Q["jobs_from_staging" if alone else "jobs_from_staging_emptying"],
                 {"queues": sorted({jobs[i].queue for i in bulk})},
@@ -299,6 +299,24 @@ def _stalled_error(e: ExpiredLease) -> str:
     return (
         f"stalled on its last attempt ({e.attempts}/{e.max_attempts}): "
         f"lease expired on worker {e.worker_id or '?'}"
+    )
+
+
+def copy_row(job_id: UUID, job: NewJob) -> tuple[Any, ...]:
+    """A job's row for job_copy_immediate (its column order)."""
+    return (
+        job_id,
+        job.tenant_id,
+        job.queue,
+        job.type,
+        job.priority,
+        job.data_json or json_text(job.data),
+        job.max_attempts,
+        job.max_stalled,
+        job.lease_seconds,
+        job.created_by,
+        job.request_id,
+        None if job.trace_context is None else json_text(job.trace_context),
     )
 
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NoReturn
 
 import psycopg
 import structlog
@@ -101,18 +101,52 @@ class InsertLane:
             query, names = self._statement(sql)
             await conn.execute(query, *[params[n] for n in names])
         except BaseException as exc:
-            # Its state is unknown (a cancelled or failed statement): close it.
-            self._discard(conn)
-            mapped = _as_psycopg(exc)
-            if mapped is exc:
-                raise
-            raise mapped from exc
+            self._fail(conn, exc)
+        await self._release(conn)
+        return True
+
+    async def try_copy(
+        self,
+        prepare_sql: str,
+        copy_sql: str,
+        records: Sequence[Sequence[Any]],
+        then_sql: str,
+        then_params: Mapping[str, Any],
+    ) -> bool:
+        """In one transaction: ``prepare_sql`` (a simple query), ``records``
+        into the table and columns ``copy_sql`` names (``COPY t (a, b) FROM
+        STDIN``; asyncpg sends them in the binary format), then ``then_sql``.
+        False if the lane cannot take it now; raises what the work raises."""
+        conn = await self._checkout()
+        if conn is None:
+            return False
+        try:
+            table, columns = _copy_target(copy_sql)
+            query, names = self._statement(then_sql)
+            async with conn.transaction():
+                await conn.execute(prepare_sql)
+                await conn.copy_records_to_table(table, records=records, columns=columns)
+                await conn.execute(query, *[then_params[n] for n in names])
+        except BaseException as exc:
+            self._fail(conn, exc)
+        await self._release(conn)
+        return True
+
+    def _fail(self, conn: Any, exc: BaseException) -> NoReturn:
+        """Close a connection whose state is unknown (a cancelled or failed
+        statement) and raise ``exc``, as psycopg's error if the connection was lost."""
+        self._discard(conn)
+        mapped = _as_psycopg(exc)
+        if mapped is exc:
+            raise exc
+        raise mapped from exc
+
+    async def _release(self, conn: Any) -> None:
         if self._closed:
             self._open -= 1
             await conn.close()
         else:
             self._idle.append((conn, time.monotonic()))
-        return True
 
     async def close(self) -> None:
         self._closed = True
@@ -171,6 +205,18 @@ class InsertLane:
             timeout=10,
             server_settings={"application_name": self.application_name, "role": self.role},
         )
+
+
+_COPY_TARGET = re.compile(r"^COPY\s+(\w+)\s*\(([^)]*)\)\s+FROM\s+STDIN\s*\Z", re.I | re.M)
+
+
+def _copy_target(copy_sql: str) -> tuple[str, list[str]]:
+    """``COPY t (a, b) FROM STDIN`` -> ("t", ["a", "b"]): one statement text
+    for both drivers."""
+    match = _COPY_TARGET.search(copy_sql)
+    if match is None:
+        raise ValueError(f"not a COPY ... FROM STDIN with a column list: {copy_sql!r}")
+    return match[1], [c.strip() for c in match[2].split(",")]
 
 
 def _as_psycopg(exc: BaseException) -> BaseException:
