@@ -67,6 +67,9 @@ async def test_batch_enqueue_inserts_all_jobs_in_order(runtime: Runtime) -> None
     assert [j.data["value"] for j in jobs] == [0, 1, 2]
     counts = await runtime.store.queue_counts("t1")
     assert counts["test"].waiting == 250
+    # Same priority, same run_at: they are claimed in the order given.
+    claimed = await runtime.store.claim("test", ["test.echo"], 250, "w")
+    assert [c.id for c in claimed] == [d.job_id for d in done]
 
 
 async def test_a_batch_with_one_invalid_job_writes_nothing(runtime: Runtime) -> None:

@@ -30,3 +30,8 @@ def test_batch_ids_behave_as_uuids_built_the_public_way() -> None:
             "specified in RFC 4122",
         )
         assert pickle.loads(pickle.dumps(u)) == u and u.bytes == twin.bytes
+
+
+def test_a_batch_of_ids_increases_in_order() -> None:
+    batch = uuid7_many(5_000)
+    assert batch == sorted(batch) and len(set(batch)) == 5_000

@@ -1,12 +1,13 @@
-"""The insert lane: single-job inserts on a few dedicated asyncpg connections.
+"""The insert lane: inserts that run alone, on a few dedicated asyncpg connections.
 
 An enqueue of one job is one short statement whose cost, on the client, is
 mostly the driver: psycopg's async layer and the pool's check-out cost about
 2.5x asyncpg's on a held connection (decision 0008: 340 vs 140 µs of client
-CPU per enqueue, 0.57 vs 0.85 of the plain-SQL baseline's rate). So the
-store sends that one statement, when it runs alone (autocommit, no caller's
-transaction), through up to ``size`` asyncpg connections held for the
-purpose; everything else (transactions, COPY, claims, LISTEN, the API's
+CPU per enqueue, 0.52 vs 0.84 of the plain-SQL baseline's rate). So the
+store sends that statement, and a plain batch's COPY (asyncpg's binary
+format), when they run alone (no caller's transaction), through up to
+``size`` asyncpg connections held for the purpose; everything else
+(caller's transactions, keyed batches, claims, LISTEN, the API's
 tenant-scoped statements) stays on the psycopg pool.
 
 The lane never queues and is never the reason an enqueue fails where the
