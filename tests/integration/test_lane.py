@@ -15,7 +15,6 @@ import pytest
 from queue_service.core.ids import uuid7
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.backoff import is_transient
-from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.store import lane as lane_module
 from queue_service.store.db import API_ROLE
@@ -25,10 +24,7 @@ from queue_service.store.lane import InsertLane, to_dollar
 from queue_service.store.queries import Q
 from tests.integration.conftest import make_settings
 from tests.support.processors import PROCESSORS
-
-
-def echo(value: object = None, **kw: object) -> EnqueueRequest:
-    return EnqueueRequest(type="test.echo", data={"value": value}, tenant_id="t1", **kw)  # type: ignore[arg-type]
+from tests.support.processors import echo_request as echo
 
 
 def lane_backends(database_url: str) -> list[int]:

@@ -13,11 +13,9 @@ from queue_service.processors.registry import UnknownQueueError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
 from tests.integration.conftest import WorkerFactory
+from tests.support.processors import echo_request as echo
+from tests.support.processors import enqueue_then_roll_back
 from tests.support.waiting import eventually
-
-
-def echo(value: object = None, **kw: object) -> EnqueueRequest:
-    return EnqueueRequest(type="test.echo", data={"value": value}, tenant_id="t1", **kw)  # type: ignore[arg-type]
 
 
 async def test_a_job_runs_to_completion_and_keeps_its_history(
@@ -80,17 +78,7 @@ async def test_a_batch_with_one_invalid_job_writes_nothing(runtime: Runtime) -> 
 
 
 async def test_transactional_enqueue_rolled_back_leaves_no_job(runtime: Runtime) -> None:
-    class Abort(Exception):
-        pass
-
-    async def enqueue_then_abort() -> None:
-        async with runtime.db.transaction() as conn:
-            await runtime.manager.enqueue(echo("ghost"), conn=conn)
-            await runtime.manager.enqueue_many([echo(1), echo(2)], conn=conn)
-            raise Abort
-
-    with pytest.raises(Abort):
-        await enqueue_then_abort()
+    await enqueue_then_roll_back(runtime)
     assert await runtime.store.queue_counts() == {}
     async with runtime.db.transaction() as conn:
         kept = await runtime.manager.enqueue(echo("kept"), conn=conn)

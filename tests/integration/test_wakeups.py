@@ -11,15 +11,12 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.producer import SyncProducer
 from queue_service.runtime.service import Runtime
+from tests.support.processors import echo_request as echo
+from tests.support.processors import enqueue_then_roll_back
 
 CHANNEL = "queue_service_jobs"
-
-
-def echo(value: object = None, **kw: object) -> EnqueueRequest:
-    return EnqueueRequest(type="test.echo", data={"value": value}, tenant_id="t1", **kw)  # type: ignore[arg-type]
 
 
 class Hints:
@@ -76,17 +73,7 @@ async def test_a_batch_wakes_its_queue_once(runtime: Runtime, hints: Hints) -> N
 async def test_a_rolled_back_enqueue_wakes_nobody_and_a_committed_one_wakes_at_commit(
     runtime: Runtime, hints: Hints
 ) -> None:
-    class Abort(Exception):
-        pass
-
-    async def enqueue_then_abort() -> None:
-        async with runtime.db.transaction() as conn:
-            await runtime.manager.enqueue(echo("gone"), conn=conn)
-            await runtime.manager.enqueue_many([echo(1), echo(2)], conn=conn)
-            raise Abort
-
-    with pytest.raises(Abort):
-        await enqueue_then_abort()
+    await enqueue_then_roll_back(runtime)
     assert await hints.drain() == []
 
     async with runtime.db.transaction() as conn:

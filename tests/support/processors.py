@@ -4,6 +4,7 @@ would use (QUEUE_SERVICE_PROCESSORS=tests.support.processors:PROCESSORS)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from queue_service.core.catalog import QueueConfig
@@ -12,6 +13,7 @@ from queue_service.errors import PermanentError, RetryableError
 from queue_service.processors.base import Payload, processor
 from queue_service.runtime.context import JobContext
 from queue_service.runtime.manager import EnqueueRequest
+from queue_service.runtime.service import Runtime
 
 TEST_QUEUE = QueueConfig("test", concurrency=5)
 FAST_RETRY = RetryPolicy(3, "fixed", 0.05, 0.05, jitter=False)
@@ -125,3 +127,21 @@ async def nul_result(ctx: JobContext, p: EchoPayload) -> str:
 
 
 PROCESSORS = [TEST_QUEUE, echo, fail, sleep_then_record, too_slow, chain, capped, nul_result]
+
+
+def echo_request(value: object = None, **fields: Any) -> EnqueueRequest:
+    """A ``test.echo`` request for tenant t1."""
+    return EnqueueRequest(type="test.echo", data={"value": value}, tenant_id="t1", **fields)
+
+
+class RolledBack(Exception):
+    """Raised to roll back the transaction of enqueue_then_roll_back."""
+
+
+async def enqueue_then_roll_back(runtime: Runtime) -> None:
+    """One job alone and a batch of two, on one transaction that rolls back."""
+    with contextlib.suppress(RolledBack):
+        async with runtime.db.transaction() as conn:
+            await runtime.manager.enqueue(echo_request("gone"), conn=conn)
+            await runtime.manager.enqueue_many([echo_request(1), echo_request(2)], conn=conn)
+            raise RolledBack
