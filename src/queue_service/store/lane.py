@@ -177,7 +177,7 @@ class InsertLane:
             self._open -= 1
             self._resting_until = time.monotonic() + CONNECT_COOLDOWN_SECONDS
             log.warning(
-                "insert lane cannot connect; single enqueues use the pool",
+                "insert lane cannot connect; enqueues use the pool",
                 error=f"{type(exc).__name__}: {exc}",
                 retry_in_seconds=CONNECT_COOLDOWN_SECONDS,
             )
