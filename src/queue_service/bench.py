@@ -9,7 +9,7 @@ import asyncio
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
@@ -124,9 +124,8 @@ async def _ours(
         if opts.workload == "http-enqueue":
             return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
         if opts.workload == "drain":
-            for start in range(0, opts.jobs, 1000):
-                chunk = range(start, min(opts.jobs, start + 1000))
-                await rt.manager.enqueue_many([_request(i) for i in chunk])
+            for requests in _batches(0, opts.jobs, 1000):
+                await rt.manager.enqueue_many(requests)
             progress(f"draining {opts.jobs} jobs")
             return await _drain(rt, opts)
         return await _latency(rt, conninfo, opts, progress)
@@ -134,6 +133,12 @@ async def _ours(
 
 def _request(i: int) -> EnqueueRequest:
     return EnqueueRequest(type=JOB_TYPE, data={"i": i}, tenant_id=TENANT, created_by="bench")
+
+
+def _batches(lo: int, hi: int, batch: int) -> Iterator[list[EnqueueRequest]]:
+    """The requests for jobs ``lo..hi``, ``batch`` at a time."""
+    for start in range(lo, hi, batch):
+        yield [_request(i) for i in range(start, min(hi, start + batch))]
 
 
 ROUNDS = 5
@@ -183,13 +188,8 @@ async def _enqueue_async(
         for lo, hi in _rounds(n, batch):
             timer.baseline(lo, hi)
             t0 = time.perf_counter()
-            if batch == 1:
-                for i in range(lo, hi):
-                    await rt.manager.enqueue(_request(i))
-            else:
-                for start in range(lo, hi, batch):
-                    chunk = range(start, min(hi, start + batch))
-                    await rt.manager.enqueue_many([_request(i) for i in chunk])
+            for requests in _batches(lo, hi, batch):  # enqueue() is enqueue_many of one
+                await rt.manager.enqueue_many(requests)
             timer.ours += time.perf_counter() - t0
         return timer.report()
 
@@ -210,14 +210,8 @@ def _enqueue_sync(
         for lo, hi in _rounds(n, batch):
             timer.baseline(lo, hi)
             t0 = time.perf_counter()
-            if batch == 1:
-                for i in range(lo, hi):
-                    producer.enqueue(conn, _request(i))
-            else:
-                for start in range(lo, hi, batch):
-                    producer.enqueue_many(
-                        conn, [_request(i) for i in range(start, min(hi, start + batch))]
-                    )
+            for requests in _batches(lo, hi, batch):
+                producer.enqueue_many(conn, requests)
             timer.ours += time.perf_counter() - t0
     return timer.report(api="sync")
 

@@ -64,8 +64,8 @@ class Settings(BaseSettings):
     queue_service_shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
     queue_service_leader_interval_seconds: float = Field(default=5.0, gt=0, le=300)
     queue_service_pool_size: int = Field(default=10, ge=2, le=200)
-    # Dedicated asyncpg connections for single-job inserts (store/lane.py,
-    # decision 0008); 0 sends them through the pool like everything else.
+    # Dedicated asyncpg connections for inserts that run alone: one job, or a
+    # plain batch (store/lane.py, decision 0008); 0 sends them through the pool.
     queue_service_insert_lane: int = Field(default=2, ge=0, le=32)
     # Set when DATABASE_URL goes through PgBouncer in transaction mode: no
     # prepared statements, and no LISTEN unless DATABASE_LISTEN_URL is direct.

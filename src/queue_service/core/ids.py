@@ -13,14 +13,7 @@ _RAND_B = 0x3FFF_FFFF_FFFF_FFFF
 
 def uuid7(now_ms: int | None = None) -> uuid.UUID:
     """A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, then 74 random bits."""
-    ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    rand = int.from_bytes(os.urandom(10), "big")
-    return uuid.UUID(
-        int=((ms & 0xFFFF_FFFF_FFFF) << 80)
-        | _VERSION_AND_VARIANT
-        | ((rand >> 62) << 64 & _RAND_A)
-        | (rand & _RAND_B)
-    )
+    return uuid7_many(1, now_ms)[0]
 
 
 def uuid7_many(n: int, now_ms: int | None = None) -> list[uuid.UUID]:

@@ -58,7 +58,7 @@ class Database:
     ) -> None:
         self.conninfo = conninfo
         self.role = role
-        # Single-job inserts on their own asyncpg connections (store/lane.py).
+        # Inserts that run alone, on their own asyncpg connections (store/lane.py).
         self.lane: InsertLane | None = (
             InsertLane(
                 conninfo, role, size=insert_lane, application_name=f"{application_name} lane"

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from psycopg.pq import TransactionStatus
 
-from queue_service.core.ids import uuid7, uuid7_many
+from queue_service.core.ids import uuid7
 from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
 from queue_service.store.db import Conn, Database, in_pipeline, json_text
 from queue_service.store.enqueue_plan import (
@@ -23,6 +23,7 @@ from queue_service.store.enqueue_plan import (
     IdempotencyRaceError,
     insert_params,
     one_params,
+    plan_ids,
 )
 from queue_service.store.queries import Q
 
@@ -86,7 +87,7 @@ class JobStore:
         ):
             # A plain batch on its own: the same COPY and move, on the lane
             # when it is free (asyncpg's binary COPY: decision 0008).
-            ids = [j.job_id or new for j, new in zip(jobs, uuid7_many(len(jobs)), strict=True)]
+            ids, _ = plan_ids(jobs)  # no keys, so no duplicates
             if await lane.try_copy(
                 Q["jobs_staging_prepare"],
                 Q["job_copy_immediate"],
