@@ -9,7 +9,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from queue_service.core.jobs import JobStatus
+from queue_service.core.jobs import Job, JobStatus
 from queue_service.errors import InvalidStateError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
@@ -28,16 +28,23 @@ async def finished(runtime: Runtime, job_id: UUID, status: JobStatus) -> None:
     await eventually(probe, what=f"job {job_id} {status.value}")
 
 
+async def run_to(
+    runtime: Runtime, run_worker: WorkerFactory, request: EnqueueRequest, status: JobStatus
+) -> Job:
+    """Enqueue ``request``, start a worker, and return the job once it is ``status``."""
+    done = await runtime.manager.enqueue(request)
+    run_worker()
+    await finished(runtime, done.job_id, status)
+    return await runtime.manager.get(done.job_id)
+
+
 async def test_a_retryable_error_is_retried_until_attempts_run_out_then_dead_lettered(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
-    done = await runtime.manager.enqueue(job("test.fail", mode="retryable"))
-    run_worker()
-    await finished(runtime, done.job_id, JobStatus.FAILED)
-    failed = await runtime.manager.get(done.job_id)
+    failed = await run_to(runtime, run_worker, job("test.fail", mode="retryable"), JobStatus.FAILED)
     assert failed.attempts == 3
     assert "upstream 503 on attempt 3" in (failed.last_error or "")
-    events = await runtime.store.job_events(done.job_id)
+    events = await runtime.store.job_events(failed.id)
     assert [(e.event, e.attempt) for e in events] == [
         ("retry_scheduled", 1),
         ("retry_scheduled", 2),
@@ -45,7 +52,7 @@ async def test_a_retryable_error_is_retried_until_attempts_run_out_then_dead_let
     ]
     [dead] = await runtime.store.list_dead_letters("t1", 10)
     assert (dead.original_job_id, dead.queue, dead.type, dead.attempts) == (
-        done.job_id,
+        failed.id,
         "test",
         "test.fail",
         3,
@@ -57,10 +64,9 @@ async def test_a_retryable_error_is_retried_until_attempts_run_out_then_dead_let
 async def test_a_flaky_job_succeeds_on_a_later_attempt(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
-    done = await runtime.manager.enqueue(job("test.fail", mode="flaky", succeed_on=2))
-    run_worker()
-    await finished(runtime, done.job_id, JobStatus.COMPLETED)
-    assert (await runtime.manager.get(done.job_id)).result == {"succeeded_on": 2}
+    request = job("test.fail", mode="flaky", succeed_on=2)
+    ran = await run_to(runtime, run_worker, request, JobStatus.COMPLETED)
+    assert ran.result == {"succeeded_on": 2}
 
 
 async def test_a_retry_waits_its_backoff_on_the_database_clock(
@@ -79,10 +85,7 @@ async def test_a_retry_waits_its_backoff_on_the_database_clock(
 async def test_a_permanent_error_skips_the_remaining_attempts(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
-    done = await runtime.manager.enqueue(job("test.fail", mode="permanent"))
-    run_worker()
-    await finished(runtime, done.job_id, JobStatus.FAILED)
-    failed = await runtime.manager.get(done.job_id)
+    failed = await run_to(runtime, run_worker, job("test.fail", mode="permanent"), JobStatus.FAILED)
     assert failed.attempts == 1
     assert "permanent (card_declined)" in (failed.last_error or "")
     assert len(await runtime.store.list_dead_letters("t1", 10)) == 1
@@ -91,10 +94,7 @@ async def test_a_permanent_error_skips_the_remaining_attempts(
 async def test_a_handler_past_its_timeout_is_cancelled_and_counts_as_a_failed_attempt(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
-    done = await runtime.manager.enqueue(job("test.timeout", seconds=30))
-    run_worker()
-    await finished(runtime, done.job_id, JobStatus.FAILED)
-    failed = await runtime.manager.get(done.job_id)
+    failed = await run_to(runtime, run_worker, job("test.timeout", seconds=30), JobStatus.FAILED)
     assert failed.attempts == 2 and "timed out after 0.3 s" in (failed.last_error or "")
 
 
@@ -146,9 +146,7 @@ async def test_cancelling_an_active_job_stops_its_handler(
 async def test_a_dead_letter_replays_once_even_when_asked_concurrently(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
-    done = await runtime.manager.enqueue(job("test.fail", mode="permanent"))
-    run_worker()
-    await finished(runtime, done.job_id, JobStatus.FAILED)
+    ran = await run_to(runtime, run_worker, job("test.fail", mode="permanent"), JobStatus.FAILED)
     [dead] = await runtime.store.list_dead_letters("t1", 10)
 
     outcomes = await asyncio.gather(
@@ -159,7 +157,7 @@ async def test_a_dead_letter_replays_once_even_when_asked_concurrently(
     assert len(new_ids) == 1
     assert all(isinstance(o, InvalidStateError) for o in outcomes if not isinstance(o, UUID))
     replayed = await runtime.manager.get(new_ids[0])
-    assert replayed.replay_of == done.job_id and replayed.created_by == "admin"
+    assert replayed.replay_of == ran.id and replayed.created_by == "admin"
     entry = await runtime.store.get_dead_letter(dead.id)
     assert entry is not None and entry.replayed_job_id == new_ids[0]
 
@@ -167,9 +165,7 @@ async def test_a_dead_letter_replays_once_even_when_asked_concurrently(
 async def test_dead_letters_can_be_deleted_and_are_tenant_scoped(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
-    done = await runtime.manager.enqueue(job("test.fail", mode="permanent"))
-    run_worker()
-    await finished(runtime, done.job_id, JobStatus.FAILED)
+    await run_to(runtime, run_worker, job("test.fail", mode="permanent"), JobStatus.FAILED)
     [dead] = await runtime.store.list_dead_letters("t1", 10)
     assert await runtime.store.list_dead_letters("t2", 10) == []
     assert not await runtime.store.delete_dead_letter(dead.id, "t2")
