@@ -43,33 +43,12 @@ def test_migrate_reports_an_up_to_date_schema(database_url: str) -> None:
 
 
 def test_enqueue_prints_the_job_and_status_counts_it(database_url: str) -> None:
-    out = cli(
-        database_url,
-        "enqueue",
-        "test.echo",
-        "--tenant",
-        "acme",
-        "--data",
-        '{"value": 7}',
-        "--idempotency-key",
-        "k1",
-    ).stdout
-    created = json.loads(out)
+    enqueue = ["enqueue", "test.echo", "--tenant", "acme", "--data", '{"value": 7}']
+    enqueue += ["--idempotency-key", "k1"]
+    created = json.loads(cli(database_url, *enqueue).stdout)
     assert created["created"] is True
     assert created["job"]["status"] == "waiting" and created["job"]["tenant_id"] == "acme"
-    again = json.loads(
-        cli(
-            database_url,
-            "enqueue",
-            "test.echo",
-            "--tenant",
-            "acme",
-            "--data",
-            '{"value": 7}',
-            "--idempotency-key",
-            "k1",
-        ).stdout
-    )
+    again = json.loads(cli(database_url, *enqueue).stdout)
     assert again["created"] is False and again["job"]["id"] == created["job"]["id"]
 
     report: dict[str, Any] = json.loads(cli(database_url, "status", "--json").stdout)
