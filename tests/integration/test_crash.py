@@ -172,18 +172,26 @@ async def db_now(runtime: Runtime) -> datetime:
     return await runtime.store.db_now()
 
 
-async def test_sigterm_lets_a_running_job_finish_within_the_grace_period(
-    runtime: Runtime, spawn: Spawn
-) -> None:
+async def running_sleep(
+    runtime: Runtime, spawn: Spawn, seconds: float, *, grace: str, worker_id: str
+) -> tuple[ServiceProcess, UUID]:
+    """A worker process (this shutdown grace) running a test.sleep job of ``seconds``."""
     worker = spawn(
         "worker",
         "--queues",
         "test",
-        QUEUE_SERVICE_SHUTDOWN_GRACE_SECONDS="5",
-        QUEUE_SERVICE_WORKER_ID="draining",
+        QUEUE_SERVICE_SHUTDOWN_GRACE_SECONDS=grace,
+        QUEUE_SERVICE_WORKER_ID=worker_id,
     )
-    job_id = await enqueue_sleep(runtime, 0.5)
+    job_id = await enqueue_sleep(runtime, seconds)
     await eventually(has_status(runtime, job_id, JobStatus.ACTIVE), what="the job to start")
+    return worker, job_id
+
+
+async def test_sigterm_lets_a_running_job_finish_within_the_grace_period(
+    runtime: Runtime, spawn: Spawn
+) -> None:
+    worker, job_id = await running_sleep(runtime, spawn, 0.5, grace="5", worker_id="draining")
 
     before_signal = await db_now(runtime)
     worker.signal(signal.SIGTERM)
@@ -201,15 +209,7 @@ async def test_sigterm_lets_a_running_job_finish_within_the_grace_period(
 async def test_sigterm_releases_a_job_still_running_after_the_grace_period(
     runtime: Runtime, spawn: Spawn
 ) -> None:
-    worker = spawn(
-        "worker",
-        "--queues",
-        "test",
-        QUEUE_SERVICE_SHUTDOWN_GRACE_SECONDS="1",
-        QUEUE_SERVICE_WORKER_ID="impatient",
-    )
-    job_id = await enqueue_sleep(runtime, 20)
-    await eventually(has_status(runtime, job_id, JobStatus.ACTIVE), what="the job to start")
+    worker, job_id = await running_sleep(runtime, spawn, 20, grace="1", worker_id="impatient")
 
     signalled = time.monotonic()
     worker.signal(signal.SIGTERM)
