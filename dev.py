@@ -137,6 +137,8 @@ def check() -> int:
         "ruff check": [python, "-m", "ruff", "check"],
         "ruff format --check": [python, "-m", "ruff", "format", "--check"],
         "mypy": [python, "-m", "mypy"],
+        # The layers and who may import a driver or a vendor SDK (pyproject.toml).
+        "lint-imports": [str(venv_exe("lint-imports"))],
         "pytest": [python, "-m", "pytest"],
     }
     failed = []

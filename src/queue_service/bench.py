@@ -218,7 +218,11 @@ def _enqueue_sync(
 
 async def _drain(rt: Runtime, opts: BenchOptions) -> dict[str, Any]:
     worker = Worker(
-        rt.manager, [rt.registry.queue("bench")], listen_conninfo=rt.conninfo, poll_interval=0.5
+        rt.manager,
+        [rt.registry.queue("bench")],
+        deps=rt.deps,
+        listen_conninfo=rt.conninfo,
+        poll_interval=0.5,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
@@ -261,7 +265,11 @@ def _latency_worker(conninfo: str, concurrency: int, ready: Any) -> None:
 
             install_signal_handlers(stop)
             worker = Worker(
-                rt.manager, [rt.registry.queue("bench")], listen_conninfo=conninfo, grace_seconds=5
+                rt.manager,
+                [rt.registry.queue("bench")],
+                deps=rt.deps,
+                listen_conninfo=conninfo,
+                grace_seconds=5,
             )
             freeze_startup_heap()
             ready.set()

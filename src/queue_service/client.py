@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from queue_service.api.auth.principal import parse_identifier
-from queue_service.api.auth.signing import sign_request
+from queue_service.core.signing import sign_request
 
 
 class ServiceClient:

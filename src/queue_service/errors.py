@@ -39,6 +39,24 @@ class PermanentError(JobError):
         self.reason = reason
 
 
+class Snooze(JobError):
+    """Not now: run this job again after ``delay_seconds``, without using an
+    attempt (Oban's ``{:snooze, seconds}``). Raised when a rate-limit bucket
+    is empty, a provider's circuit breaker is open, or the minting wallet's
+    balance is too low. The worker slot is freed at once and the snooze is
+    recorded in the job's history with ``reason``.
+    """
+
+    def __init__(self, delay_seconds: float, reason: str) -> None:
+        super().__init__(f"snoozed for {delay_seconds:g} s: {reason}")
+        self.delay_seconds = max(0.0, delay_seconds)
+        self.reason = reason
+
+
+class LeaseLostError(QueueServiceError):
+    """The job's lease went to another attempt; this one must not finish it."""
+
+
 class EnqueueError(QueueServiceError):
     """An enqueue was refused; nothing was written."""
 

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _SECRET_NAMES = (
@@ -21,6 +21,21 @@ _SECRET_NAMES = (
     "JWT_PUBLIC_KEY",
     "INTERNAL_HMAC_SECRET",
     "INTERNAL_HMAC_SECRETS",
+)
+# Vendor secrets are read when a provider first needs one (Settings.secret),
+# never at start-up: a process that runs no payment never reads the Stripe key.
+VENDOR_SECRET_NAMES = (
+    "STRIPE_SECRET_KEY",
+    "SMTP_PASSWORD",
+    "TWILIO_AUTH_TOKEN",
+)
+# The queue service never holds a Solana private key (SPEC §7, audit §9):
+# any of these set, directly or as a file, is a start-up error.
+FORBIDDEN_KEY_NAMES = (
+    "SOLANA_PRIVATE_KEY",
+    "SOLANA_WALLET_PRIVATE_KEY",
+    "SOLANA_SECRET_KEY",
+    "WALLET_PRIVATE_KEY",
 )
 DEFAULT_ALLOWED_SERVICES = "ticket-service,order-service,event-service,payment-service,auth-service"
 
@@ -92,6 +107,33 @@ class Settings(BaseSettings):
     queue_service_rate_limit_read_per_minute: int = Field(default=12000, ge=1)
     queue_service_rate_limit_user_share: float = Field(default=0.5, gt=0, le=1)
 
+    # Providers (SPEC §7, §10). Unset credentials select the development
+    # provider, which says so in the log and in /health/ready; production
+    # refuses to start with one in use.
+    stripe_api_base: str = "https://api.stripe.com"
+    solana_rpc_url: str | None = None
+    solana_wallet_address: str | None = None
+    solana_min_balance_sol: float = Field(default=0.01, ge=0)
+    minting_service_url: str | None = None
+    analytics_service_url: str | None = None
+    # The name this service signs outbound internal requests with (SPEC §6
+    # service auth, with INTERNAL_HMAC_SECRET or its INTERNAL_HMAC_SECRETS entry).
+    internal_service_name: str = "queue-service"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_from: str = "tickets@localhost"
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    twilio_account_sid: str | None = None
+    twilio_from_number: str | None = None
+    twilio_api_base: str = "https://api.twilio.com"
+    alert_phone_numbers: str = ""
+    alert_emails: str = ""
+    # Development providers: where email and SMS land as readable files, and
+    # the balance the development wallet reports.
+    queue_service_outbox_dir: Path | None = None
+    queue_service_dev_wallet_balance_sol: float = Field(default=5.0, ge=0)
+
     @field_validator("queue_service_processors")
     @classmethod
     def _processor_paths(cls, value: str) -> str:
@@ -101,6 +143,39 @@ class Settings(BaseSettings):
                     f"QUEUE_SERVICE_PROCESSORS entry {path!r} must be 'module:attribute'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _no_private_keys(self) -> Settings:
+        for name in FORBIDDEN_KEY_NAMES:
+            if os.environ.get(name) or os.environ.get(f"{name}_FILE"):
+                raise ValueError(
+                    f"{name} is set: the queue service never holds a Solana private key."
+                    " Remove it; mints are signed by the minting service"
+                    " (MINTING_SERVICE_URL), and SOLANA_WALLET_ADDRESS names the public"
+                    " address whose balance is checked"
+                )
+        return self
+
+    def secret(self, name: str) -> SecretStr | None:
+        """A vendor secret (VENDOR_SECRET_NAMES), from NAME or the file NAME_FILE,
+        read now: when the provider that needs it is first built."""
+        if name not in VENDOR_SECRET_NAMES:
+            raise KeyError(f"{name} is not a vendor secret")
+        value = os.environ.get(name)
+        if value:
+            return SecretStr(value)
+        path = os.environ.get(f"{name}_FILE")
+        if not path:
+            return None
+        try:
+            return SecretStr(Path(path).read_text("utf-8").strip())
+        except OSError as exc:
+            raise ValueError(f"{name}_FILE={path} cannot be read: {exc.strerror}") from None
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where the development email and SMS providers write their messages."""
+        return self.queue_service_outbox_dir or self.data_dir / "outbox"
 
     @cached_property
     def data_dir(self) -> Path:

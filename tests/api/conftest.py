@@ -201,6 +201,7 @@ async def worker_running(api: Api, queues: tuple[str, ...] = ("test",)) -> Async
     worker = Worker(
         runtime.manager,
         [runtime.registry.queue(q) for q in queues],
+        deps=runtime.deps,
         listen_conninfo=runtime.conninfo,
         poll_interval=0.1,
         grace_seconds=2,

@@ -18,8 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from queue_service.api.auth.signing import sign_request
 from queue_service.client import ServiceClient
+from queue_service.core.signing import sign_request
 from tests.api.conftest import BASE_URL, HMAC_SECRET, JWT_SECRET, TENANT, Api, OpenApi
 
 PROBLEM = "application/problem+json"

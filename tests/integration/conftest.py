@@ -53,6 +53,7 @@ async def run_worker(runtime: Runtime) -> AsyncIterator[WorkerFactory]:
         kwargs.setdefault("listen_conninfo", runtime.conninfo)
         kwargs.setdefault("poll_interval", 0.2)
         kwargs.setdefault("grace_seconds", 2)
+        kwargs.setdefault("deps", runtime.deps)
         worker = Worker(runtime.manager, [runtime.registry.queue(q) for q in queues], **kwargs)
         stop = asyncio.Event()
         running.append((stop, asyncio.create_task(worker.run(stop))))

@@ -21,7 +21,9 @@ from uuid import UUID
 import pytest
 
 from queue_service.core.jobs import JobStatus
-from queue_service.runtime.context import JobContext, LeaseLostError
+from queue_service.errors import LeaseLostError
+from queue_service.processors.context import JobContext
+from queue_service.runtime.lending import EngineSession
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
 from tests.integration.conftest import Spawn
@@ -155,16 +157,21 @@ async def test_a_stale_attempt_that_reaches_its_completing_transaction_is_fenced
     assert fresh.id == job_id and fresh.lease_token != stale.lease_token
 
     proc = runtime.registry.processor("test.sleep")
+    session = EngineSession(runtime.manager)
     with pytest.raises(LeaseLostError):
-        await proc.handler(JobContext(stale, "stale", runtime.manager), proc.parse(stale.data))
+        await proc.handler(
+            JobContext(stale, "stale", session, runtime.deps), proc.parse(stale.data)
+        )
     assert await ledger(runtime, job_id) == []
     assert (await runtime.manager.get(job_id)).status is JobStatus.ACTIVE
 
-    await proc.handler(JobContext(fresh, "fresh", runtime.manager), proc.parse(fresh.data))
+    await proc.handler(JobContext(fresh, "fresh", session, runtime.deps), proc.parse(fresh.data))
     assert await ledger(runtime, job_id) == [(2, "fresh")]
     assert await history(runtime, job_id) == [("rescued", 1), ("completed", 2)]
     with pytest.raises(LeaseLostError):  # and once the job is finished
-        await proc.handler(JobContext(stale, "stale", runtime.manager), proc.parse(stale.data))
+        await proc.handler(
+            JobContext(stale, "stale", session, runtime.deps), proc.parse(stale.data)
+        )
     assert await ledger(runtime, job_id) == [(2, "fresh")]
 
 

@@ -25,15 +25,13 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from queue_service.processors.deps import ProcessorDeps
 from queue_service.processors.registry import load_registry
-from queue_service.runtime.backoff import is_transient
 from queue_service.runtime.manager import EnqueueRequest, JobManager
 from queue_service.store import Database, Store
 from queue_service.store.embedded import EmbeddedPostgres, start_embedded
 from queue_service.store.enqueue_plan import Enqueued
+from queue_service.store.errors import is_transient
 from queue_service.store.migrate import apply_migrations
-from tests.integration.conftest import make_settings
 from tests.support.processes import ServiceProcess
 from tests.support.processors import LEDGER_DDL, PROCESSORS
 from tests.support.waiting import eventually
@@ -156,7 +154,6 @@ async def client(conninfo: str) -> AsyncIterator[JobManager]:
     db = Database(conninfo, min_size=1, max_size=4, application_name="qs-outage-test")
     store = Store(db)
     registry = load_registry(
-        ProcessorDeps(settings=make_settings(conninfo), maintenance=store),
         extra=PROCESSORS,
         use_entry_points=False,
     )

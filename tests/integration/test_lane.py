@@ -14,11 +14,11 @@ import pytest
 
 from queue_service.core.ids import uuid7
 from queue_service.core.jobs import JobStatus
-from queue_service.runtime.backoff import is_transient
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.store import lane as lane_module
 from queue_service.store.db import API_ROLE
 from queue_service.store.enqueue_plan import one_params
+from queue_service.store.errors import is_transient
 from queue_service.store.jobs import copy_row
 from queue_service.store.lane import InsertLane, to_dollar
 from queue_service.store.queries import Q

@@ -9,9 +9,9 @@ from typing import Any
 
 from queue_service.core.catalog import QueueConfig
 from queue_service.core.retry import RetryPolicy
-from queue_service.errors import PermanentError, RetryableError
+from queue_service.errors import PermanentError, RetryableError, Snooze
 from queue_service.processors.base import Payload, processor
-from queue_service.runtime.context import JobContext
+from queue_service.processors.context import JobContext
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
 
@@ -126,7 +126,35 @@ async def nul_result(ctx: JobContext, p: EchoPayload) -> str:
     return "a\x00b"
 
 
-PROCESSORS = [TEST_QUEUE, echo, fail, sleep_then_record, too_slow, chain, capped, nul_result]
+class SnoozePayload(Payload):
+    times: int
+    seconds: float = 0.05
+
+
+@processor(
+    "test.snooze", payload=SnoozePayload, queue="test", retry=RetryPolicy(1, "fixed", 1, 1)
+)
+async def snooze_then_finish(ctx: JobContext, p: SnoozePayload) -> dict[str, int]:
+    """Snooze ``times`` times (as an empty rate-limit bucket would), then finish;
+    one attempt allowed, so a snooze that used an attempt would fail the job."""
+    history = await ctx.deps.store.job_events(ctx.job.id)
+    snoozes = sum(e.event == "snoozed" for e in history)
+    if snoozes < p.times:
+        raise Snooze(p.seconds, f"bucket empty ({snoozes + 1} of {p.times})")
+    return {"snoozes": snoozes, "attempt": ctx.attempt}
+
+
+PROCESSORS = [
+    TEST_QUEUE,
+    echo,
+    fail,
+    sleep_then_record,
+    too_slow,
+    chain,
+    capped,
+    nul_result,
+    snooze_then_finish,
+]
 
 
 def echo_request(value: object = None, **fields: Any) -> EnqueueRequest:

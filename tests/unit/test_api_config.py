@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from queue_service.api.auth.signing import sign_request
 from queue_service.api.state import ConfigurationError, build_hmac_verifier, build_jwt_verifier
+from queue_service.core.signing import sign_request
 from queue_service.settings import Settings
 from tests.support.nonces import MemoryNonceStore
 

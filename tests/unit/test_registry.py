@@ -3,37 +3,13 @@ registry that does not fit together is refused at start-up with a message."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from queue_service.core.catalog import QueueConfig
 from queue_service.errors import UnknownJobTypeError
 from queue_service.processors.base import EmptyPayload, processor
-from queue_service.processors.deps import ProcessorDeps
+from queue_service.processors.context import JobContext
 from queue_service.processors.registry import Registry, RegistryError, load_registry
-from queue_service.runtime.context import JobContext
-from queue_service.settings import Settings
-
-
-class NoMaintenance:
-    async def purge_finished(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    async def purge_dead_letters(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    async def purge_expired_keys(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    async def purge_events(self, *a: Any, **k: Any) -> int:
-        return 0
-
-    async def purge_nonces(self, *a: Any, **k: Any) -> int:
-        return 0
-
-
-DEPS = ProcessorDeps(settings=Settings(), maintenance=NoMaintenance())
 
 
 @processor("x.one", payload=EmptyPayload, queue="background")
@@ -42,13 +18,13 @@ async def one(ctx: JobContext, p: EmptyPayload) -> None:
 
 
 def test_the_builtin_entry_point_provides_maintenance_and_the_bench_type() -> None:
-    registry = load_registry(DEPS)
+    registry = load_registry()
     assert {"cleanup.run", "maintenance.run", "bench.noop"} <= set(registry.job_types)
     assert {q.name for q in registry.queues} >= {"money", "communication", "background", "bench"}
 
 
 def test_processors_load_from_module_attribute_paths() -> None:
-    registry = load_registry(DEPS, paths=["tests.support.processors:PROCESSORS"])
+    registry = load_registry(paths=["tests.support.processors:PROCESSORS"])
     assert "test.echo" in registry.job_types
     assert registry.queue("test").concurrency == 5
     assert registry.processor("test.capped").options.concurrency == 2
@@ -56,11 +32,11 @@ def test_processors_load_from_module_attribute_paths() -> None:
 
 def test_a_bad_path_says_what_is_wrong() -> None:
     with pytest.raises(RegistryError, match=r"cannot import 'nope\.missing'"):
-        load_registry(DEPS, paths=["nope.missing:X"], use_entry_points=False)
+        load_registry(paths=["nope.missing:X"], use_entry_points=False)
     with pytest.raises(RegistryError, match="has no attribute 'NOPE'"):
-        load_registry(DEPS, paths=["tests.support.processors:NOPE"], use_entry_points=False)
+        load_registry(paths=["tests.support.processors:NOPE"], use_entry_points=False)
     with pytest.raises(RegistryError, match="expected a Processor"):
-        load_registry(DEPS, extra=[42], use_entry_points=False)
+        load_registry(extra=[42], use_entry_points=False)
 
 
 def test_a_job_type_defined_twice_is_refused_naming_both_sources() -> None:
@@ -88,6 +64,6 @@ def test_unknown_job_types_suggest_the_closest_name() -> None:
 
 def test_queue_overrides_tune_limits() -> None:
     registry = load_registry(
-        DEPS, queue_overrides=lambda q: QueueConfig(q.name, 3) if q.name == "money" else q
+        queue_overrides=lambda q: QueueConfig(q.name, 3) if q.name == "money" else q
     )
     assert registry.queue("money").concurrency == 3

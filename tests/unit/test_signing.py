@@ -14,8 +14,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from queue_service.api.auth import AuthError, HmacVerifier, canonical_string, sign_request
-from queue_service.api.auth.signing import SIGNATURE_HEADERS, signed_path
 from queue_service.client import ServiceClient
+from queue_service.core.signing import SIGNATURE_HEADERS, signed_path
 from tests.support.nonces import MemoryNonceStore
 
 SHARED = "shared-secret-" + "x" * 32

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +20,7 @@ from queue_service.errors import (
     JobNotFoundError,
 )
 from queue_service.processors.registry import UnknownQueueError
+from queue_service.store.errors import UnstorableValueError, is_transient
 
 log = structlog.get_logger("queue_service.api")
 PROBLEM_JSON = "application/problem+json"
@@ -156,10 +156,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     for error_class in DOMAIN_STATUS:
         app.add_exception_handler(error_class, on_domain_error)
 
-    @app.exception_handler(psycopg.errors.DataError)
-    async def on_unstorable(request: Request, exc: psycopg.errors.DataError) -> JSONResponse:
-        # A value PostgreSQL refuses (a NUL character, an out-of-range
-        # number): the request's fault, and nothing was written.
+    @app.exception_handler(UnstorableValueError)
+    async def on_unstorable(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(
             422,
             "a value in the request cannot be stored: NUL characters (\\u0000) "
@@ -169,8 +167,6 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        from queue_service.runtime.backoff import is_transient
-
         if is_transient(exc):
             return problem_response(
                 503, "the database is unavailable; retry shortly", request, {"Retry-After": "2"}

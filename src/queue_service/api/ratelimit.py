@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from queue_service.runtime.backoff import is_transient
 from queue_service.store.db import Database
+from queue_service.store.errors import is_transient
 from queue_service.store.ratelimits import RateLimitStore
 
 log = structlog.get_logger("queue_service.ratelimit")

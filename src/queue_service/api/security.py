@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request, Response
 
 from queue_service.api.auth.principal import AuthError, Principal, Role
-from queue_service.api.auth.signing import HEADER_SERVICE, signed_path
 from queue_service.api.problems import Problem
 from queue_service.api.state import ApiState
+from queue_service.core.signing import HEADER_SERVICE, signed_path
 from queue_service.settings import Settings
 
 # OpenAPI security schemes (declared on each guarded operation by the app's

@@ -162,3 +162,21 @@ class ClaimedJob:
     request_id: str | None
     trace_context: dict[str, str] | None
     started_at: datetime
+
+
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 µs a job in big batches
+class EnqueueRequest:
+    """An enqueue as a caller states it (SPEC §6's body plus who asks)."""
+
+    type: str
+    data: dict[str, Any]
+    tenant_id: str
+    queue: str | None = None
+    priority: int | None = None
+    idempotency_key: str | None = None
+    run_at: datetime | None = None
+    delay_ms: int | None = None
+    max_attempts: int | None = None
+    created_by: str | None = None
+    request_id: str | None = None
+    trace_context: dict[str, str] | None = None

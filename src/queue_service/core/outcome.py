@@ -23,6 +23,14 @@ class Retry:
 
 
 @dataclass(frozen=True, slots=True)
+class Snoozed:
+    """Not now: waiting again after the delay, the attempt not counted."""
+
+    delay_seconds: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     """Permanent, or out of attempts: the job goes to the DLQ."""
 
@@ -44,4 +52,6 @@ class LeaseLost:
     """Another attempt owns the job now; this one writes nothing."""
 
 
-Outcome = Completed | CompletedInTransaction | Retry | Failed | Cancelled | Released | LeaseLost
+Outcome = (
+    Completed | CompletedInTransaction | Retry | Snoozed | Failed | Cancelled | Released | LeaseLost
+)

@@ -17,7 +17,7 @@ from queue_service.core.jobs import Priority
 from queue_service.core.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
-    from queue_service.runtime.context import JobContext
+    from queue_service.processors.context import JobContext
 
 P = TypeVar("P", bound=BaseModel)
 

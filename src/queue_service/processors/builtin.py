@@ -12,9 +12,8 @@ from queue_service.core.catalog import (
     QueueConfig,
 )
 from queue_service.core.jobs import Priority
-from queue_service.processors.base import EmptyPayload, Payload, Processor, processor
-from queue_service.processors.deps import MaintenancePort, ProcessorDeps
-from queue_service.runtime.context import JobContext
+from queue_service.processors.base import EmptyPayload, Payload, processor
+from queue_service.processors.context import JobContext
 
 BENCH_QUEUE = QueueConfig("bench", concurrency=10)
 # Bounded work per run, so one run never outlives its timeout; the next
@@ -45,63 +44,50 @@ async def _drain(purge: Any) -> int:
     return total
 
 
-def _cleanup(maintenance: MaintenancePort, dlq_days: int) -> Processor[EmptyPayload]:
-    @processor(
-        "cleanup.run",
-        payload=EmptyPayload,
-        queue="background",
-        priority=Priority.BACKGROUND,
-        timeout_seconds=600,
-        lease_seconds=60,
-    )
-    async def cleanup(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
-        """Retention (SPEC §8): archive or delete finished jobs past their window."""
-        report: dict[str, int] = {}
-        ruled: list[str] = []
-        for rule in RETENTION_RULES:
-            prefixes = list(rule.prefixes)
-            ruled += prefixes
-            report["+".join(prefixes)] = await _drain(
-                lambda p=prefixes, r=rule: maintenance.purge_finished(
-                    r.days, p, [], r.archive, BATCH
-                )
-            )
-        report["other"] = await _drain(
-            lambda: maintenance.purge_finished(DEFAULT_RETENTION_DAYS, [], ruled, False, BATCH)
+@processor(
+    "cleanup.run",
+    payload=EmptyPayload,
+    queue="background",
+    priority=Priority.BACKGROUND,
+    timeout_seconds=600,
+    lease_seconds=60,
+)
+async def cleanup(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
+    """Retention (SPEC §8): archive or delete finished jobs past their window."""
+    store = ctx.deps.store
+    report: dict[str, int] = {}
+    ruled: list[str] = []
+    for rule in RETENTION_RULES:
+        prefixes = list(rule.prefixes)
+        ruled += prefixes
+        report["+".join(prefixes)] = await _drain(
+            lambda p=prefixes, r=rule: store.purge_finished(r.days, p, [], r.archive, BATCH)
         )
-        report["dead_letters"] = await _drain(
-            lambda: maintenance.purge_dead_letters(dlq_days, BATCH)
-        )
-        report["events"] = await _drain(lambda: maintenance.purge_events(EVENTS_GRACE_DAYS, BATCH))
-        return report
-
-    return cleanup
-
-
-def _maintenance(maintenance: MaintenancePort) -> Processor[EmptyPayload]:
-    @processor(
-        "maintenance.run",
-        payload=EmptyPayload,
-        queue="background",
-        priority=Priority.BACKGROUND,
-        timeout_seconds=600,
-        lease_seconds=60,
+    report["other"] = await _drain(
+        lambda: store.purge_finished(DEFAULT_RETENTION_DAYS, [], ruled, False, BATCH)
     )
-    async def run_maintenance(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
-        """Expire idempotency keys past their TTL and service nonces past the
-        window in which a replay could still pass the timestamp check."""
-        keys = await _drain(lambda: maintenance.purge_expired_keys(BATCH))
-        nonces = await _drain(lambda: maintenance.purge_nonces(NONCE_RETENTION_SECONDS, BATCH))
-        return {"idempotency_keys": keys, "nonces": nonces}
-
-    return run_maintenance
+    dlq_days = ctx.deps.settings.queue_service_dlq_retention_days
+    report["dead_letters"] = await _drain(lambda: store.purge_dead_letters(dlq_days, BATCH))
+    report["events"] = await _drain(lambda: store.purge_events(EVENTS_GRACE_DAYS, BATCH))
+    return report
 
 
-def builtin_processors(deps: ProcessorDeps) -> list[object]:
-    """The entry point ``queue_service.processors: builtin``."""
-    return [
-        BENCH_QUEUE,
-        noop,
-        _cleanup(deps.maintenance, deps.settings.queue_service_dlq_retention_days),
-        _maintenance(deps.maintenance),
-    ]
+@processor(
+    "maintenance.run",
+    payload=EmptyPayload,
+    queue="background",
+    priority=Priority.BACKGROUND,
+    timeout_seconds=600,
+    lease_seconds=60,
+)
+async def run_maintenance(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
+    """Expire idempotency keys past their TTL and service nonces past the
+    window in which a replay could still pass the timestamp check."""
+    store = ctx.deps.store
+    keys = await _drain(lambda: store.purge_expired_keys(BATCH))
+    nonces = await _drain(lambda: store.purge_nonces(NONCE_RETENTION_SECONDS, BATCH))
+    return {"idempotency_keys": keys, "nonces": nonces}
+
+
+# The entry point ``queue_service.processors: builtin``.
+BUILTIN: list[object] = [BENCH_QUEUE, noop, cleanup, run_maintenance]

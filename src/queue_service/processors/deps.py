@@ -1,35 +1,43 @@
-"""What the engine hands to processor factories: narrow ports, not the store."""
+"""What a running job may use besides its payload: settings, the store's
+named methods, and the providers. Built once per worker process and handed
+to handlers as ``ctx.deps``; declaring a job type needs none of it, so an
+API-only process never builds it and never touches a vendor client.
+"""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from queue_service.settings import Settings
 
+if TYPE_CHECKING:
+    from queue_service.providers import Providers
+    from queue_service.store import Store
 
-class MaintenancePort(Protocol):
-    """The purges the maintenance job types run (implemented by the store)."""
 
-    async def purge_finished(
-        self,
-        days: int,
-        prefixes: list[str],
-        exclude: list[str],
-        archive: bool,
-        limit: int = 1000,
-    ) -> int: ...
+class OutboundGate(Protocol):
+    """The outbound rate limits and circuit breakers (SPEC §5), shared by
+    every process through the database."""
 
-    async def purge_dead_letters(self, days: int, limit: int = 1000) -> int: ...
+    def slot(self, service: str, holder: str) -> AbstractAsyncContextManager[None]:
+        """Hold one token and one in-flight slot of ``service`` for one call
+        made on behalf of ``holder`` (a job id).
 
-    async def purge_expired_keys(self, limit: int = 1000) -> int: ...
-
-    async def purge_events(self, days: int, limit: int = 1000) -> int: ...
-
-    async def purge_nonces(self, older_than_seconds: float, limit: int = 1000) -> int: ...
+        Raises queue_service.errors.Snooze, before any call is made, when the
+        bucket is empty, its in-flight cap is reached, the service is under an
+        emergency stop, or its circuit breaker is open. A RetryableError
+        leaving the block counts against the breaker; anything else, or no
+        error, counts as the service answering.
+        """
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessorDeps:
     settings: Settings
-    maintenance: MaintenancePort
+    # Processors call the store's named methods (ledgers, locks, purges);
+    # they never write SQL of their own outside a JobTransaction.
+    store: Store
+    providers: Providers
+    gate: OutboundGate

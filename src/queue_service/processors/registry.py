@@ -2,8 +2,10 @@
 
 Processors come from the entry-point group ``queue_service.processors`` and
 from ``QUEUE_SERVICE_PROCESSORS`` (``module:attribute`` paths), so a team
-adds job types without forking. An entry is a Processor, a QueueConfig, an
-iterable of them, or a callable taking ProcessorDeps and returning one.
+adds job types without forking. An entry is a Processor, a QueueConfig, or
+an iterable of them. Declaring needs no dependencies: a handler reaches its
+providers at run time through ``ctx.deps``, so the API and producers load
+the same registry without building any.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 from queue_service.core.catalog import SPEC_QUEUES, QueueConfig
 from queue_service.errors import QueueServiceError, UnknownJobTypeError
 from queue_service.processors.base import Processor
-from queue_service.processors.deps import ProcessorDeps
 
 ENTRY_POINT_GROUP = "queue_service.processors"
 
@@ -58,23 +59,21 @@ class Registry:
         self._processors[proc.job_type] = proc
         self._sources[proc.job_type] = source
 
-    def add_entry(self, entry: object, deps: ProcessorDeps, source: str) -> None:
+    def add_entry(self, entry: object, source: str) -> None:
         """Add whatever an entry point or a ``module:attribute`` path named."""
         if isinstance(entry, Processor):
             self.add(entry, source)
         elif isinstance(entry, QueueConfig):
             self.add_queue(entry)
-        elif callable(entry):
-            self.add_entry(entry(deps), deps, source)
         elif isinstance(entry, Iterable) and not isinstance(entry, str | bytes):
             items = list(entry)
             # Queues first, so processors in the same entry may use them.
             for item in sorted(items, key=lambda i: not isinstance(i, QueueConfig)):
-                self.add_entry(item, deps, source)
+                self.add_entry(item, source)
         else:
             raise RegistryError(
                 f"{source} is a {type(entry).__name__}; expected a Processor, a QueueConfig,"
-                " an iterable of them, or a callable returning one"
+                " or an iterable of them"
             )
 
     def processor(self, job_type: str) -> Processor[Any]:
@@ -124,7 +123,6 @@ def import_path(path: str) -> object:
 
 
 def load_registry(
-    deps: ProcessorDeps,
     *,
     paths: Iterable[str] = (),
     extra: Iterable[object] = (),
@@ -135,11 +133,11 @@ def load_registry(
     registry = Registry()
     if use_entry_points:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-            registry.add_entry(ep.load(), deps, f"entry point {ep.name!r} ({ep.value})")
+            registry.add_entry(ep.load(), f"entry point {ep.name!r} ({ep.value})")
     for path in paths:
-        registry.add_entry(import_path(path), deps, f"QUEUE_SERVICE_PROCESSORS {path!r}")
+        registry.add_entry(import_path(path), f"QUEUE_SERVICE_PROCESSORS {path!r}")
     for item in extra:
-        registry.add_entry(item, deps, "code")
+        registry.add_entry(item, "code")
     if queue_overrides is not None:
         for queue in registry.queues:
             registry.add_queue(queue_overrides(queue))

@@ -6,17 +6,9 @@ import asyncio
 import random
 from typing import Any
 
-import psycopg
-import psycopg_pool
+from queue_service.store.errors import is_transient
 
-
-def is_transient(exc: BaseException) -> bool:
-    """Errors a reconnect can cure: connection loss, shutdown, pool timeouts."""
-    if isinstance(exc, psycopg_pool.PoolTimeout | psycopg.OperationalError | OSError):
-        return True
-    # admin_shutdown, crash_shutdown, cannot_connect_now, terminated backends.
-    sqlstate = getattr(exc, "sqlstate", None)
-    return bool(sqlstate and sqlstate.startswith(("57P", "08")))
+__all__ = ["Backoff", "is_transient"]
 
 
 class Backoff:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import orjson
@@ -24,11 +26,15 @@ from queue_service.core.outcome import (
     Outcome,
     Released,
     Retry,
+    Snoozed,
 )
 from queue_service.core.retry import JitterSource
-from queue_service.errors import PermanentError, RetryableError
+from queue_service.errors import LeaseLostError, PermanentError, RetryableError, Snooze
 from queue_service.processors.base import Processor
-from queue_service.runtime.context import JobContext, LeaseLostError, job_log
+from queue_service.processors.context import JobContext, job_log
+from queue_service.processors.deps import ProcessorDeps
+from queue_service.runtime.hooks import AttemptHook
+from queue_service.runtime.lending import EngineSession
 from queue_service.runtime.manager import JobManager, format_validation_error
 
 log = structlog.get_logger("queue_service.executor")
@@ -58,20 +64,41 @@ class Attempt:
 
 class Executor:
     def __init__(
-        self, manager: JobManager, worker_id: str, jitter: JitterSource = random.random
+        self,
+        manager: JobManager,
+        worker_id: str,
+        deps: ProcessorDeps,
+        *,
+        hooks: Sequence[AttemptHook] = (),
+        jitter: JitterSource = random.random,
     ) -> None:
         self.manager = manager
         self.worker_id = worker_id
+        self.deps = deps
+        self.hooks = tuple(hooks)
         self.jitter = jitter
+        self._session = EngineSession(manager)
 
     async def execute(self, attempt: Attempt) -> Outcome:
+        if not self.hooks:
+            return await self._execute(attempt)
+        job = attempt.job
+        states = [_call_hook(job, partial(h.before, job)) for h in self.hooks]
+        started = time.perf_counter()
+        outcome = await self._execute(attempt)
+        duration = time.perf_counter() - started
+        for hook, state in zip(self.hooks, states, strict=True):
+            _call_hook(job, partial(hook.after, job, outcome, duration, state))
+        return outcome
+
+    async def _execute(self, attempt: Attempt) -> Outcome:
         job = attempt.job
         proc = self.manager.registry.processor(job.type)
         try:
             payload = proc.parse(job.data)
         except ValidationError as exc:
             return Failed(f"invalid payload: {format_validation_error(exc)}")
-        ctx = JobContext(job, self.worker_id, self.manager)
+        ctx = JobContext(job, self.worker_id, self._session, self.deps)
         try:
             async with asyncio.timeout(proc.options.timeout_seconds):
                 result = await proc.handler(ctx, payload)
@@ -83,6 +110,8 @@ class Executor:
             return self._failure(job, proc, f"timed out after {proc.options.timeout_seconds:g} s")
         except LeaseLostError:
             return LeaseLost()
+        except Snooze as exc:
+            return Snoozed(exc.delay_seconds, _clip(exc.reason))
         except PermanentError as exc:
             return Failed(_describe(exc, f"permanent ({exc.reason})"))
         except RetryableError as exc:
@@ -112,10 +141,22 @@ class Executor:
         return Released()
 
 
+def _call_hook(job: ClaimedJob, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception:
+        job_log(log, job).exception("attempt hook raised; ignored")
+        return None
+
+
 def _describe(exc: BaseException, kind: str | None = None) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if kind:
         text = f"{kind}: {text}"
+    return _clip(text)
+
+
+def _clip(text: str) -> str:
     # PostgreSQL text cannot hold NUL; an error message must never make the
     # outcome unwritable.
     return text[:MAX_ERROR_CHARS].replace("\x00", "\\0")

@@ -8,9 +8,6 @@ API and processors all enqueue through it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import orjson
@@ -18,7 +15,7 @@ from pydantic import ValidationError
 
 from queue_service.core.catalog import SYSTEM_TENANT
 from queue_service.core.ids import uuid7
-from queue_service.core.jobs import Job, NewJob
+from queue_service.core.jobs import EnqueueRequest, Job, NewJob
 from queue_service.errors import (
     EnqueueError,
     InvalidPayloadError,
@@ -33,23 +30,7 @@ from queue_service.store.enqueue_plan import Enqueued
 MAX_ATTEMPTS_CAP = 100
 MAX_DELAY_MS = 366 * 86_400 * 1000
 
-
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~1 µs a job in big batches
-class EnqueueRequest:
-    """An enqueue as a caller states it (SPEC §6's body plus who asks)."""
-
-    type: str
-    data: dict[str, Any]
-    tenant_id: str
-    queue: str | None = None
-    priority: int | None = None
-    idempotency_key: str | None = None
-    run_at: datetime | None = None
-    delay_ms: int | None = None
-    max_attempts: int | None = None
-    created_by: str | None = None
-    request_id: str | None = None
-    trace_context: dict[str, str] | None = None
+__all__ = ["EnqueueRequest", "JobManager", "build_job", "format_validation_error"]
 
 
 def format_validation_error(exc: ValidationError) -> str:

@@ -15,19 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from queue_service.processors.deps import MaintenancePort, ProcessorDeps
+from queue_service.core.jobs import EnqueueRequest
 from queue_service.processors.registry import Registry, load_registry
-from queue_service.runtime.manager import EnqueueRequest, build_job
+from queue_service.runtime.manager import build_job
 from queue_service.settings import Settings, load_settings
 from queue_service.store.enqueue_plan import Enqueued
 from queue_service.store.sync_writer import SyncConn, enqueue_many_sync
-
-
-class _NoMaintenance:
-    """Producers validate and insert; they never run the maintenance jobs."""
-
-    def __getattr__(self, name: str) -> object:
-        raise RuntimeError(f"a producer cannot run maintenance ({name})")
 
 
 class SyncProducer:
@@ -40,12 +33,7 @@ class SyncProducer:
     def from_settings(cls, settings: Settings | None = None) -> SyncProducer:
         """Job types from entry points and QUEUE_SERVICE_PROCESSORS, as a worker sees them."""
         settings = settings or load_settings()
-        maintenance: MaintenancePort = _NoMaintenance()  # type: ignore[assignment]
-        registry = load_registry(
-            ProcessorDeps(settings=settings, maintenance=maintenance),
-            paths=settings.processor_paths,
-        )
-        return cls(registry)
+        return cls(load_registry(paths=settings.processor_paths))
 
     def enqueue(self, conn: SyncConn, request: EnqueueRequest) -> Enqueued:
         return self.enqueue_many(conn, [request])[0]

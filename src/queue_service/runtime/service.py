@@ -9,12 +9,14 @@ import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import structlog
 
 from queue_service.core.catalog import QueueConfig
 from queue_service.processors.deps import ProcessorDeps
 from queue_service.processors.registry import Registry, load_registry
+from queue_service.providers import Providers
 from queue_service.runtime.leader import Leader
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.worker import Worker
@@ -25,7 +27,7 @@ from queue_service.store.session import LeaderSession
 log = structlog.get_logger("queue_service.service")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class Runtime:
     """What an open process holds: the pool, the store, the job types."""
 
@@ -36,6 +38,17 @@ class Runtime:
     registry: Registry
     manager: JobManager
 
+    @cached_property
+    def deps(self) -> ProcessorDeps:
+        """What handlers use (ctx.deps), made when a worker first needs it: an
+        API-only process never builds providers."""
+        return ProcessorDeps(
+            settings=self.settings,
+            store=self.store,
+            providers=Providers(self.settings),
+            gate=_TransitionalGate(),
+        )
+
     @property
     def listen_conninfo(self) -> str | None:
         if self.settings.database_listen_url is not None:
@@ -43,6 +56,15 @@ class Runtime:
         # Behind PgBouncer in transaction mode LISTEN would be silently
         # deaf: workers rely on polling alone there.
         return None if self.settings.queue_service_pgbouncer else self.conninfo
+
+
+class _TransitionalGate:
+    """Lets every call through; replaced by the database-backed buckets of
+    runtime/outbound.py as soon as they land (issue 7, section 5)."""
+
+    @contextlib.asynccontextmanager
+    async def slot(self, service: str, holder: str) -> AsyncIterator[None]:
+        yield
 
 
 def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -86,15 +108,17 @@ async def open_runtime(
     )
     store = Store(db)
     registry = load_registry(
-        ProcessorDeps(settings=settings, maintenance=store),
         paths=settings.processor_paths,
         extra=extra_processors,
         queue_overrides=queue_overrides,
     )
     await db.open()
+    runtime = Runtime(settings, conninfo, db, store, registry, JobManager(store, registry))
     try:
-        yield Runtime(settings, conninfo, db, store, registry, JobManager(store, registry))
+        yield runtime
     finally:
+        if "deps" in runtime.__dict__:
+            await runtime.deps.providers.aclose()
         await db.close()
 
 
@@ -111,6 +135,7 @@ async def run_until_stopped(
     worker = Worker(
         runtime.manager,
         [runtime.registry.queue(n) for n in names],
+        deps=runtime.deps,
         worker_id=settings.queue_service_worker_id,
         listen_conninfo=runtime.listen_conninfo,
         poll_interval=settings.queue_service_poll_interval_seconds,

@@ -9,7 +9,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -26,11 +26,14 @@ from queue_service.core.outcome import (
     Outcome,
     Released,
     Retry,
+    Snoozed,
 )
+from queue_service.processors.context import job_log
+from queue_service.processors.deps import ProcessorDeps
 from queue_service.runtime.backoff import Backoff, is_transient
 from queue_service.runtime.completer import Completer
-from queue_service.runtime.context import job_log
 from queue_service.runtime.executor import Attempt, Executor
+from queue_service.runtime.hooks import AttemptHook
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.runner import QueueRunner
 from queue_service.store.jobs import FinalStatus
@@ -55,6 +58,8 @@ class Worker:
         manager: JobManager,
         queues: list[QueueConfig],
         *,
+        deps: ProcessorDeps,
+        hooks: Sequence[AttemptHook] = (),
         worker_id: str | None = None,
         listen_conninfo: str | None = None,
         poll_interval: float = 1.0,
@@ -63,7 +68,7 @@ class Worker:
         self.manager = manager
         self.store = manager.store
         self.worker_id = worker_id or make_worker_id()
-        self.executor = Executor(manager, self.worker_id)
+        self.executor = Executor(manager, self.worker_id, deps, hooks=hooks)
         self.completer = Completer(self.store)
         self.runners = {
             q.name: QueueRunner(
@@ -82,6 +87,7 @@ class Worker:
         self._background: set[asyncio.Task[Any]] = set()
         self.processed = 0
         self.failed = 0
+        self.snoozed = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain and release."""
@@ -168,6 +174,19 @@ class Worker:
                     )
                 )
             )
+        elif isinstance(outcome, Snoozed):
+            held = bool(
+                await self._write(
+                    lambda: self.store.snooze(
+                        job.id,
+                        job.lease_token,
+                        outcome.delay_seconds,
+                        outcome.reason,
+                        self.worker_id,
+                    )
+                )
+            )
+            self.snoozed += 1
         elif isinstance(outcome, Failed | Cancelled):
             held = await self._finish(job, outcome)
         elif isinstance(outcome, Released):

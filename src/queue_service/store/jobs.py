@@ -206,6 +206,23 @@ class JobStore:
             cur = await c.execute(Q["job_complete_many"], params)
             return {row[0] for row in await cur.fetchall()}
 
+    async def snooze(
+        self, job_id: UUID, token: int, delay_seconds: float, reason: str, worker_id: str
+    ) -> bool:
+        """Put an attempt back without counting it; False if the lease was lost."""
+        async with self.db.connection() as c:
+            cur = await c.execute(
+                Q["job_snooze"],
+                {
+                    "id": job_id,
+                    "token": token,
+                    "delay": delay_seconds,
+                    "reason": reason,
+                    "worker": worker_id,
+                },
+            )
+            return await cur.fetchone() is not None
+
     async def retry_later(
         self, job_id: UUID, token: int, delay_seconds: float, error: str, worker_id: str
     ) -> bool:

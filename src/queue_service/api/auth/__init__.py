@@ -7,14 +7,9 @@ problem response; nothing here imports FastAPI or the store.
 from __future__ import annotations
 
 from queue_service.api.auth.principal import ROLES, AuthError, Principal, Role, parse_identifier
-from queue_service.api.auth.signing import (
-    HmacVerifier,
-    NonceStore,
-    canonical_string,
-    sign_request,
-    signed_path,
-)
+from queue_service.api.auth.signing import HmacVerifier, NonceStore
 from queue_service.api.auth.tokens import JwtVerifier, mint_token
+from queue_service.core.signing import canonical_string, sign_request, signed_path
 
 __all__ = [
     "ROLES",

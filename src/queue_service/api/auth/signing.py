@@ -20,28 +20,25 @@ its tenant header from being changed in flight.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import time
 from collections.abc import Callable, Mapping
-from secrets import token_urlsafe
 from typing import Final, Protocol
 
 from queue_service.api.auth.principal import AuthError
-
-HEADER_SERVICE: Final = "x-internal-service"
-HEADER_TIMESTAMP: Final = "x-internal-timestamp"
-HEADER_NONCE: Final = "x-internal-nonce"
-HEADER_BODY_HASH: Final = "x-internal-body-hash"
-HEADER_SIGNATURE: Final = "x-internal-signature"
-SIGNATURE_HEADERS: Final = (
-    HEADER_SERVICE,
-    HEADER_TIMESTAMP,
-    HEADER_NONCE,
+from queue_service.core.signing import (
     HEADER_BODY_HASH,
+    HEADER_NONCE,
+    HEADER_SERVICE,
     HEADER_SIGNATURE,
+    HEADER_TIMESTAMP,
+    SIGNATURE_HEADERS,
+    body_hash,
+    canonical_string,
+    signature,
 )
+
 ANY_SERVICE: Final = "*"
 MIN_SECRET_BYTES: Final = 32
 
@@ -61,59 +58,6 @@ class NonceStore(Protocol):
     async def remember(self, service: str, nonce: str) -> bool:
         """True the first time (service, nonce) is seen, False ever after."""
         ...
-
-
-def signed_path(raw_path: str | bytes, query_string: str | bytes = "") -> str:
-    """The ``path`` of the signed text: raw path, plus ``?query`` if non-empty."""
-    path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else raw_path
-    query = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
-    return f"{path}?{query}" if query else path
-
-
-def body_hash(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
-
-
-def canonical_string(
-    service: str, timestamp: int | str, nonce: str, method: str, path: str, body_hash: str
-) -> str:
-    """The exact text that is signed; a field with a newline is refused."""
-    fields = (service, str(timestamp), nonce, method.upper(), path, body_hash)
-    if any("\n" in field for field in fields):
-        raise ValueError("a signed field must not contain a newline")
-    return "\n".join(fields)
-
-
-def _signature(secret: bytes, canonical: str) -> str:
-    return hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()
-
-
-def sign_request(
-    secret: str,
-    service: str,
-    method: str,
-    path: str,
-    body: bytes,
-    *,
-    timestamp: int | None = None,
-    nonce: str | None = None,
-) -> dict[str, str]:
-    """The five ``x-internal-*`` headers for one request (a fresh nonce each call)."""
-    ts = int(time.time()) if timestamp is None else timestamp
-    nonce = token_urlsafe(24) if nonce is None else nonce
-    if not _NONCE.fullmatch(nonce):
-        raise ValueError("a nonce is 1 to 128 characters of A-Z, a-z, 0-9, '_' and '-'")
-    digest = body_hash(body)
-    signature = _signature(
-        secret.encode(), canonical_string(service, ts, nonce, method, path, digest)
-    )
-    return {
-        HEADER_SERVICE: service,
-        HEADER_TIMESTAMP: str(ts),
-        HEADER_NONCE: nonce,
-        HEADER_BODY_HASH: digest,
-        HEADER_SIGNATURE: signature,
-    }
 
 
 def hmac_key(secret: str, name: str) -> bytes:
@@ -198,7 +142,7 @@ class HmacVerifier:
         if not hmac.compare_digest(sent_hash.lower(), body_hash(body)):
             raise AuthError("body hash does not match the body")
         canonical = _canonical_request(service, timestamp, nonce, method, path, sent_hash)
-        _check_signature(values[HEADER_SIGNATURE], _signature(key, canonical))
+        _check_signature(values[HEADER_SIGNATURE], signature(key, canonical))
         if not await self._nonces.remember(service, nonce):
             raise AuthError("nonce already used")
         return service

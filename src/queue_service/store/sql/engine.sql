@@ -221,6 +221,29 @@ history AS (
 )
 SELECT id FROM done
 
+-- name: job_snooze
+-- Not now: back to waiting at now() + delay with the attempt given back (a
+-- snooze is not a failure and must never exhaust max_attempts), fenced by
+-- the lease token; the history keeps the reason. Returns the id when it applied.
+WITH done AS (
+    UPDATE jobs
+    SET status = 'waiting',
+        attempts = greatest(attempts - 1, 0),
+        run_at = now() + make_interval(secs => %(delay)s),
+        lease_token = NULL,
+        lease_expires_at = NULL,
+        worker_id = NULL,
+        cancel_requested = false
+    WHERE id = %(id)s AND lease_token = %(token)s AND status = 'active'
+    RETURNING id, tenant_id, attempts, started_at, %(worker)s::text AS worker_id
+),
+history AS (
+    INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, started_at, error)
+    SELECT id, tenant_id, 'snoozed', attempts + 1, worker_id, started_at, %(reason)s
+    FROM done
+)
+SELECT id FROM done
+
 -- name: job_finish_many
 -- End attempts for good, fenced by lease tokens: `failed` (with a
 -- dead_letter_jobs row) or `cancelled`. Used by workers, the rescuer and

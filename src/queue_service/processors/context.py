@@ -1,22 +1,21 @@
-"""What a processor sees of its job: identity, attempt, and a way to finish
-the job in the same transaction as its own writes (River's JobCompleteTx).
+"""What a processor sees of its job: identity, attempt, its dependencies, and
+a way to finish the job in the same transaction as its own writes (River's
+JobCompleteTx). The engine lends the transaction through ``JobSession``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, LiteralString
+from typing import TYPE_CHECKING, Any, LiteralString, Protocol
 
 import structlog
 
-from queue_service.core.jobs import ClaimedJob
-from queue_service.errors import QueueServiceError
+from queue_service.core.jobs import ClaimedJob, EnqueueRequest
 
 if TYPE_CHECKING:
-    from queue_service.runtime.manager import EnqueueRequest, JobManager
-    from queue_service.store.db import Conn
+    from queue_service.processors.deps import ProcessorDeps
 
 
 def job_log(logger: Any, job: ClaimedJob) -> Any:
@@ -30,32 +29,38 @@ def job_log(logger: Any, job: ClaimedJob) -> Any:
     )
 
 
-class LeaseLostError(QueueServiceError):
-    """The job's lease went to another attempt; this one must not finish it."""
+class JobTransaction(Protocol):
+    """A transaction that also completes the job when it commits.
 
+    Set ``result`` for the job's result. ``conn`` is the open connection, for
+    store methods that join a caller's transaction (``conn=tx.conn``).
+    """
 
-@dataclass(slots=True)
-class JobTransaction:
-    """A transaction that will also complete the job when it commits."""
+    result: Any
 
-    _conn: Conn
-    _manager: JobManager
-    _job: ClaimedJob
-    result: Any = None
+    @property
+    def conn(self) -> Any: ...
 
     async def enqueue(self, request: EnqueueRequest) -> None:
         """Enqueue a follow-up job that exists only if this one completes."""
-        await self._manager.enqueue_many([request], conn=self._conn)
 
     async def execute(self, query: LiteralString, params: dict[str, Any] | None = None) -> None:
         """Write a processor's own rows (a plugin's tables) in this transaction."""
-        await self._conn.execute(query, params)
 
     async def fetch_one(
         self, query: LiteralString, params: dict[str, Any] | None = None
-    ) -> tuple[Any, ...] | None:
-        cur = await self._conn.execute(query, params)
-        return await cur.fetchone()
+    ) -> tuple[Any, ...] | None: ...
+
+
+class JobSession(Protocol):
+    """What the engine lends a running job (implemented by the runtime)."""
+
+    def transaction(self, job: ClaimedJob) -> AbstractAsyncContextManager[JobTransaction]:
+        """A transaction that completes ``job`` when it commits, or raises
+        LeaseLostError (and rolls back) if the lease went to another attempt."""
+
+    async def enqueue(self, requests: Sequence[EnqueueRequest]) -> None:
+        """Enqueue jobs now, in their own transaction."""
 
 
 @dataclass(slots=True)
@@ -64,7 +69,8 @@ class JobContext:
 
     job: ClaimedJob
     worker_id: str
-    _manager: JobManager
+    session: JobSession
+    deps: ProcessorDeps
     completed_in_transaction: bool = False
     _log: Any = field(default=None)
 
@@ -90,17 +96,10 @@ class JobContext:
         Set ``tx.result`` for the job's result. If the lease was lost the
         whole transaction rolls back and LeaseLostError is raised.
         """
-        store = self._manager.store
-        async with store.db.transaction() as conn:
-            tx = JobTransaction(conn, self._manager, self.job)
+        async with self.session.transaction(self.job) as tx:
             yield tx
-            done = await store.complete_many(
-                [(self.job.id, self.job.lease_token, tx.result)], conn=conn
-            )
-            if self.job.id not in done:
-                raise LeaseLostError(f"job {self.job.id} lost its lease before completing")
         self.completed_in_transaction = True
 
     async def enqueue(self, request: EnqueueRequest) -> None:
         """Enqueue another job now, whatever becomes of this one."""
-        await self._manager.enqueue_many([request])
+        await self.session.enqueue([request])

@@ -1,0 +1,44 @@
+"""Provider adapters: one narrow interface per kind of outside service, a
+vendor adapter behind it, and a development stand-in used when no
+credentials are configured. ``Providers`` builds each on first use, so a
+process that never runs a job of a kind never reads that vendor's secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import structlog
+
+from queue_service.settings import Settings
+
+log = structlog.get_logger("queue_service.providers")
+
+T = TypeVar("T")
+
+
+class Providers:
+    """The provider adapters of one worker process, each built on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._built: dict[str, Any] = {}
+
+    def _get(self, name: str, build: Callable[[], T]) -> T:
+        if name not in self._built:
+            self._built[name] = build()
+        return self._built[name]  # type: ignore[no-any-return]
+
+    @property
+    def built(self) -> dict[str, Any]:
+        """The adapters built so far, by name."""
+        return dict(self._built)
+
+    async def aclose(self) -> None:
+        """Close every adapter that holds connections."""
+        for adapter in self._built.values():
+            close = getattr(adapter, "aclose", None)
+            if close is not None:
+                await close()
+        self._built.clear()

@@ -1,0 +1,1 @@
+"""The worker loop, the executor, leader duties and the service wiring."""
