@@ -131,9 +131,7 @@ class SnoozePayload(Payload):
     seconds: float = 0.05
 
 
-@processor(
-    "test.snooze", payload=SnoozePayload, queue="test", retry=RetryPolicy(1, "fixed", 1, 1)
-)
+@processor("test.snooze", payload=SnoozePayload, queue="test", retry=RetryPolicy(1, "fixed", 1, 1))
 async def snooze_then_finish(ctx: JobContext, p: SnoozePayload) -> dict[str, int]:
     """Snooze ``times`` times (as an empty rate-limit bucket would), then finish;
     one attempt allowed, so a snooze that used an attempt would fail the job."""
