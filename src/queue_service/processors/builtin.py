@@ -1,5 +1,5 @@
-"""Built-in job types: the maintenance the leader schedules, and the no-op
-the benchmark runs."""
+"""Built-in job types: the maintenance the leader schedules, the no-op the
+benchmark runs, and the entry point that registers every platform job type."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from queue_service.core.catalog import (
 )
 from queue_service.core.jobs import Priority
 from queue_service.processors.base import EmptyPayload, Payload, processor
+from queue_service.processors import reports
 from queue_service.processors.context import JobContext
 
 BENCH_QUEUE = QueueConfig("bench", concurrency=10)
@@ -90,4 +91,10 @@ async def run_maintenance(ctx: JobContext, payload: EmptyPayload) -> dict[str, i
 
 
 # The entry point ``queue_service.processors: builtin``.
-BUILTIN: list[object] = [BENCH_QUEUE, noop, cleanup, run_maintenance]
+BUILTIN: list[object] = [
+    BENCH_QUEUE,
+    noop,
+    cleanup,
+    run_maintenance,
+    *reports.PROCESSORS,
+]
