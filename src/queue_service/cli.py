@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import orjson
+import structlog
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -20,6 +21,7 @@ from queue_service.api.app import create_app
 from queue_service.api.server import serve_http
 from queue_service.api.state import ConfigurationError, build_api_state
 from queue_service.errors import QueueServiceError
+from queue_service.providers.status import production_refusal, provider_statuses
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import (
     Runtime,
@@ -43,6 +45,7 @@ app.add_typer(dlq_app, name="dlq")
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 T = TypeVar("T")
+log = structlog.get_logger("queue_service.cli")
 
 
 def _settings() -> Settings:
@@ -94,6 +97,8 @@ def _run(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True) -> T:
 def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool) -> None:
     settings = _settings()
     _configure_logging(settings)
+    if workers:
+        _check_providers(settings)
 
     async def main(conninfo: str) -> None:
         stop = asyncio.Event()
@@ -140,6 +145,25 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
     except (QueueServiceError, ConfigurationError) as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
+
+
+def _check_providers(settings: Settings) -> None:
+    """A process that runs jobs says what serves each kind of outside work, and
+    in production refuses to run any on a development stand-in."""
+    refusal = production_refusal(settings)
+    if refusal is not None:
+        err.print(f"[red]error[/red]: {refusal}", soft_wrap=True)
+        raise typer.Exit(2)
+    for p in provider_statuses(settings):
+        if p.development:
+            log.warning(
+                "development provider in use: not for production",
+                kind=p.kind,
+                provider=p.name,
+                configure=p.configure,
+            )
+        else:
+            log.info("provider configured", kind=p.kind, provider=p.name)
 
 
 async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ Values are validated at start-up with messages that say how to fix them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
@@ -119,6 +120,12 @@ class Settings(BaseSettings):
     # The name this service signs outbound internal requests with (SPEC §6
     # service auth, with INTERNAL_HMAC_SECRET or its INTERNAL_HMAC_SECRETS entry).
     internal_service_name: str = "queue-service"
+    # Outbound webhooks (docs/providers/webhooks.md). Every destination passes
+    # the SSRF policy; these CIDRs (comma-separated) are let through for
+    # operator-configured endpoints only, never for a URL given in a job.
+    queue_service_webhook_allow_private_cidrs: str = ""
+    queue_service_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    queue_service_webhook_max_response_bytes: int = Field(default=65_536, ge=1024, le=1 << 20)
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
     smtp_username: str | None = None
@@ -142,6 +149,19 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"QUEUE_SERVICE_PROCESSORS entry {path!r} must be 'module:attribute'"
                 )
+        return value
+
+    @field_validator("queue_service_webhook_allow_private_cidrs")
+    @classmethod
+    def _webhook_cidrs(cls, value: str) -> str:
+        for cidr in filter(None, (c.strip() for c in value.split(","))):
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"QUEUE_SERVICE_WEBHOOK_ALLOW_PRIVATE_CIDRS entry {cidr!r} is not a CIDR"
+                    " (e.g. 10.20.0.0/16 or fd00::/64)"
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -171,6 +191,12 @@ class Settings(BaseSettings):
             return SecretStr(Path(path).read_text("utf-8").strip())
         except OSError as exc:
             raise ValueError(f"{name}_FILE={path} cannot be read: {exc.strerror}") from None
+
+    def has_secret(self, name: str) -> bool:
+        """Whether a vendor secret is configured, without reading its file."""
+        if name not in VENDOR_SECRET_NAMES:
+            raise KeyError(f"{name} is not a vendor secret")
+        return bool(os.environ.get(name) or os.environ.get(f"{name}_FILE"))
 
     @property
     def outbox_dir(self) -> Path:

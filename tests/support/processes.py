@@ -33,6 +33,9 @@ class ServiceProcess:
             # serve also runs the HTTP API: any free port, a test key.
             "QUEUE_SERVICE_PORT": "0",
             "JWT_SECRET": TEST_JWT_SECRET,
+            # Jobs may run on development providers (production refuses them);
+            # a test that configures real ones passes their settings in env.
+            "QUEUE_SERVICE_ENV": "development",
             **(env or {}),
         }
         self._log = self.log_path.open("wb")
