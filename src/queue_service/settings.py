@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queue_service.core.buckets import BreakerPolicy, BucketLimits, parse_limits
+
 _SECRET_NAMES = (
     "DATABASE_URL",
     "DATABASE_LISTEN_URL",
@@ -141,6 +143,22 @@ class Settings(BaseSettings):
     queue_service_outbox_dir: Path | None = None
     queue_service_dev_wallet_balance_sol: float = Field(default=5.0, ge=0)
 
+    # Outbound rate limits and circuit breakers (SPEC §5, decision 0009):
+    # per-service overrides of core/buckets.DEFAULT_LIMITS as JSON, e.g.
+    # {"stripe": {"size": 25, "refill_per_second": 5, "max_in_flight": 10}}.
+    queue_service_outbound_limits: str = ""
+    queue_service_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    queue_service_breaker_open_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # How long a call's in-flight slot outlives its holder (extended while
+    # the call runs): a worker killed mid-call frees its slot after this.
+    queue_service_outbound_slot_seconds: float = Field(default=30.0, ge=1, le=3600)
+
+    @field_validator("queue_service_outbound_limits")
+    @classmethod
+    def _outbound_limits(cls, value: str) -> str:
+        parse_limits(value)  # raises ValueError saying what to fix
+        return value
+
     @field_validator("queue_service_processors")
     @classmethod
     def _processor_paths(cls, value: str) -> str:
@@ -206,6 +224,17 @@ class Settings(BaseSettings):
     @cached_property
     def data_dir(self) -> Path:
         return self.queue_service_data_dir or default_data_dir()
+
+    @cached_property
+    def outbound_limits(self) -> dict[str, BucketLimits]:
+        """Every outbound service's bucket: the defaults with the overrides."""
+        return parse_limits(self.queue_service_outbound_limits)
+
+    @property
+    def breaker_policy(self) -> BreakerPolicy:
+        return BreakerPolicy(
+            self.queue_service_breaker_failures, self.queue_service_breaker_open_seconds
+        )
 
     @property
     def processor_paths(self) -> list[str]:

@@ -19,6 +19,7 @@ from queue_service.processors.registry import Registry, load_registry
 from queue_service.providers import Providers
 from queue_service.runtime.leader import Leader
 from queue_service.runtime.manager import JobManager
+from queue_service.runtime.outbound import SharedGate
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
 from queue_service.store import Database, Store
@@ -46,7 +47,12 @@ class Runtime:
             settings=self.settings,
             store=self.store,
             providers=Providers(self.settings),
-            gate=_TransitionalGate(),
+            gate=SharedGate(
+                self.store,
+                self.settings.outbound_limits,
+                self.settings.breaker_policy,
+                slot_seconds=self.settings.queue_service_outbound_slot_seconds,
+            ),
         )
 
     @property
@@ -56,15 +62,6 @@ class Runtime:
         # Behind PgBouncer in transaction mode LISTEN would be silently
         # deaf: workers rely on polling alone there.
         return None if self.settings.queue_service_pgbouncer else self.conninfo
-
-
-class _TransitionalGate:
-    """Lets every call through; replaced by the database-backed buckets of
-    runtime/outbound.py as soon as they land (issue 7, section 5)."""
-
-    @contextlib.asynccontextmanager
-    async def slot(self, service: str, holder: str) -> AsyncIterator[None]:
-        yield
 
 
 def loop_factory(settings: Settings) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -6,10 +6,25 @@ from queue_service.store.admin import AdminStore
 from queue_service.store.auth import NonceRepository
 from queue_service.store.db import Conn, Database
 from queue_service.store.jobs import JobStore
+from queue_service.store.messages import MessageStore
+from queue_service.store.mints import MintStore
+from queue_service.store.money import MoneyStore
+from queue_service.store.outbound import OutboundStore
 from queue_service.store.reports import ReportStore
+from queue_service.store.webhooks import WebhookStore
 
 
-class Store(JobStore, AdminStore, NonceRepository, ReportStore):
+class Store(
+    JobStore,
+    AdminStore,
+    NonceRepository,
+    ReportStore,
+    MessageStore,
+    WebhookStore,
+    MintStore,
+    MoneyStore,
+    OutboundStore,
+):
     """Every statement queue-service runs, one method each."""
 
     def __init__(self, db: Database) -> None:

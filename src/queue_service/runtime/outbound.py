@@ -1,0 +1,175 @@
+"""The outbound gate (SPEC §5): a call to an external service takes a token
+and an in-flight slot from the service's bucket in PostgreSQL, shared by
+every process, or the job snoozes; its outcome feeds the service's breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import random
+import uuid
+from collections.abc import AsyncIterator, Mapping
+
+import structlog
+
+from queue_service.core.buckets import BreakerPolicy, BucketLimits, seconds_until_token
+from queue_service.core.retry import JitterSource
+from queue_service.errors import PermanentError, RetryableError, Snooze
+from queue_service.store.outbound import Acquired, OutboundStore
+
+log = structlog.get_logger("queue_service.outbound")
+
+# A stopped service is looked at again this often: a reset shows within it.
+STOP_SNOOZE_SECONDS = 30.0
+# While a half-open breaker's probe is out, others ask again this soon.
+PROBE_WAIT_SECONDS = 1.0
+# A call that found every slot taken waits about as long as a short call lasts.
+IN_FLIGHT_SNOOZE_SECONDS = 0.25
+
+
+class SharedGate:
+    """The OutboundGate of processors/deps.py, backed by the database.
+
+    Snooze delays get up to one token's interval of jitter (``jitter`` returns
+    a factor in [0, 1)), so jobs that found the bucket empty together do not
+    all come back for the same next token.
+    """
+
+    def __init__(
+        self,
+        store: OutboundStore,
+        limits: Mapping[str, BucketLimits],
+        breaker: BreakerPolicy,
+        *,
+        slot_seconds: float = 30.0,
+        jitter: JitterSource = random.random,
+    ) -> None:
+        self.store = store
+        self.limits = dict(limits)
+        self.breaker = breaker
+        self.slot_seconds = slot_seconds
+        self.jitter = jitter
+        self._configured: set[str] = set()
+        self._configuring = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, service: str, holder: str) -> AsyncIterator[None]:
+        # The lease fences this call's release: a slot that expired and was
+        # taken over is never freed by its former holder.
+        lease = uuid.uuid4()
+        got = await self._acquire(service, holder, lease)
+        if got.slot is None:
+            raise Snooze(*self._refusal(service, got))
+        slot = got.slot
+        if got.probe:
+            log.info("circuit breaker half-open: probe call", service=service, holder=holder)
+        keeper = asyncio.create_task(self._keep(service, slot, lease), name=f"slot {service}")
+        failure: str | None = None
+        answered = False
+        try:
+            yield
+            answered = True
+        except RetryableError as exc:
+            failure = str(exc) or type(exc).__name__
+            raise
+        except Exception:
+            answered = True  # the service answered; the error is the caller's
+            raise
+        finally:
+            keeper.cancel()
+            # Cancellation (shutdown, timeout) says nothing about the service:
+            # the slot goes back, the breaker hears nothing.
+            await self._finish(service, slot, lease, failure, answered=answered)
+
+    async def _acquire(self, service: str, holder: str, lease: uuid.UUID) -> Acquired:
+        if service not in self.limits:
+            close = difflib.get_close_matches(service, self.limits, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise PermanentError(
+                f"no outbound limit for service {service!r}{hint} "
+                f"(known: {', '.join(sorted(self.limits))}; "
+                "QUEUE_SERVICE_OUTBOUND_LIMITS adds one)",
+                reason="configuration",
+            )
+        if service not in self._configured:
+            await self.configure(service)
+        got = await self.store.outbound_acquire(service, holder, lease, self.slot_seconds)
+        if got is None:  # the row was removed behind our back: make it again
+            self._configured.discard(service)
+            await self.configure(service)
+            got = await self.store.outbound_acquire(service, holder, lease, self.slot_seconds)
+        if got is None:
+            raise RetryableError(f"outbound service {service!r} has no bucket row")
+        return got
+
+    async def configure(self, service: str) -> None:
+        """Create or update the service's bucket from configuration (once per
+        process, at its first call)."""
+        async with self._configuring:
+            if service in self._configured:
+                return
+            await self.store.outbound_configure(service, self.limits[service], self.breaker)
+            self._configured.add(service)
+
+    def _refusal(self, service: str, got: Acquired) -> tuple[float, str]:
+        """How long to snooze and why, when no token or slot was taken."""
+        limits = self.limits[service]
+        interval = 1.0 / limits.refill_per_second
+        if got.stopped:
+            by = f" by {got.stopped_by}" if got.stopped_by else ""
+            why = f": {got.stop_reason}" if got.stop_reason else ""
+            return STOP_SNOOZE_SECONDS, f"{service}: emergency stop{by}{why}"
+        if got.breaker_state == "open" and (got.seconds_to_half_open or 0.0) > 0:
+            return (
+                got.seconds_to_half_open or 0.0,
+                f"{service}: circuit breaker open after {got.consecutive_failures} failures",
+            )
+        if got.breaker_state == "half_open":
+            return PROBE_WAIT_SECONDS, f"{service}: circuit breaker half-open, a probe call is out"
+        if not got.slot_free:
+            return (
+                IN_FLIGHT_SNOOZE_SECONDS + self.jitter() * interval,
+                f"{service}: {limits.max_in_flight} calls in flight (the cap)",
+            )
+        # The snapshot may show a token another process took while this
+        # statement waited for the row: then the next one is an interval away.
+        wait = seconds_until_token(got.tokens, limits.refill_per_second) or interval
+        return wait + self.jitter() * interval, f"{service}: bucket empty"
+
+    async def _keep(self, service: str, slot: int, lease: uuid.UUID) -> None:
+        """Extend the slot's expiry while the call runs (a third of it at a time)."""
+        while True:
+            await asyncio.sleep(self.slot_seconds / 3)
+            try:
+                if not await self.store.outbound_slot_extend(
+                    service, slot, lease, self.slot_seconds
+                ):
+                    log.warning("in-flight slot was taken over", service=service, slot=slot)
+                    return
+            except Exception:
+                log.warning("could not extend an in-flight slot", service=service, exc_info=True)
+
+    async def _finish(
+        self, service: str, slot: int, lease: uuid.UUID, failure: str | None, *, answered: bool
+    ) -> None:
+        report = (
+            self.store.outbound_breaker_failure(service, failure)
+            if failure is not None
+            else self.store.outbound_breaker_success(service)
+            if answered
+            else None
+        )
+        steps = [self.store.outbound_release(service, slot, lease)]
+        # Two statements on two connections at once: one round trip of
+        # latency. Never one statement: see outbound_release.
+        results = await asyncio.gather(
+            *steps, *([report] if report is not None else []), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                # The slot expires on its own; the breaker misses one report.
+                log.warning("outbound release failed", service=service, error=str(result))
+        if failure is not None and results[-1] == "open":
+            log.warning("circuit breaker open", service=service, error=failure)
