@@ -7,11 +7,15 @@ process that never runs a job of a kind never reads that vendor's secret.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from queue_service.settings import Settings
+
+if TYPE_CHECKING:
+    from queue_service.providers.minting import Minter
+    from queue_service.providers.solana import Wallet
 
 log = structlog.get_logger("queue_service.providers")
 
@@ -29,6 +33,20 @@ class Providers:
         if name not in self._built:
             self._built[name] = build()
         return self._built[name]  # type: ignore[no-any-return]
+
+    @property
+    def wallet(self) -> Wallet:
+        """The minting wallet's balance and chain view (Solana RPC or development)."""
+        from queue_service.providers.solana import build_wallet
+
+        return self._get("wallet", lambda: build_wallet(self.settings))
+
+    @property
+    def minter(self) -> Minter:
+        """The minting service (or the development minter)."""
+        from queue_service.providers.minting import build_minter
+
+        return self._get("minter", lambda: build_minter(self.settings))
 
     @property
     def built(self) -> dict[str, Any]:
