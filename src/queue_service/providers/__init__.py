@@ -14,7 +14,9 @@ import structlog
 from queue_service.settings import Settings
 
 if TYPE_CHECKING:
+    from queue_service.providers.email import EmailProvider
     from queue_service.providers.minting import Minter
+    from queue_service.providers.sms import SmsProvider
     from queue_service.providers.solana import Wallet
 
 log = structlog.get_logger("queue_service.providers")
@@ -47,6 +49,20 @@ class Providers:
         from queue_service.providers.minting import build_minter
 
         return self._get("minter", lambda: build_minter(self.settings))
+
+    @property
+    def email(self) -> EmailProvider:
+        """SMTP when SMTP_HOST is set, else the development outbox."""
+        from queue_service.providers.email import build_email_provider
+
+        return self._get("email", lambda: build_email_provider(self.settings))
+
+    @property
+    def sms(self) -> SmsProvider:
+        """Twilio (SMS and voice) when TWILIO_ACCOUNT_SID is set, else the development outbox."""
+        from queue_service.providers.sms import build_sms_provider
+
+        return self._get("sms", lambda: build_sms_provider(self.settings))
 
     @property
     def built(self) -> dict[str, Any]:
