@@ -14,10 +14,12 @@ import structlog
 from queue_service.settings import Settings
 
 if TYPE_CHECKING:
+    from queue_service.providers.analytics import Analytics
     from queue_service.providers.email import EmailProvider
     from queue_service.providers.minting import Minter
     from queue_service.providers.sms import SmsProvider
     from queue_service.providers.solana import Wallet
+    from queue_service.providers.webhooks import Webhooks
 
 log = structlog.get_logger("queue_service.providers")
 
@@ -63,6 +65,20 @@ class Providers:
         from queue_service.providers.sms import build_sms_provider
 
         return self._get("sms", lambda: build_sms_provider(self.settings))
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """Standard Webhooks over the SSRF-safe transport (+ the development sink)."""
+        from queue_service.providers.webhooks import build
+
+        return self._get("webhooks", lambda: build(self.settings))
+
+    @property
+    def analytics(self) -> Analytics:
+        """The analytics service, or the log-only sink when ANALYTICS_SERVICE_URL is unset."""
+        from queue_service.providers.analytics import build
+
+        return self._get("analytics", lambda: build(self.settings))
 
     @property
     def built(self) -> dict[str, Any]:

@@ -1,0 +1,159 @@
+"""The analytics service (``ANALYTICS_SERVICE_URL``): track and batch calls
+signed like SPEC §6 service auth, and the log-only development sink."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+import orjson
+import structlog
+
+from queue_service.core.signing import sign_request
+from queue_service.errors import JobError, PermanentError, RetryableError, Snooze
+from queue_service.providers.webhooks import retry_after_seconds
+from queue_service.settings import Settings
+
+log = structlog.get_logger("queue_service.providers.analytics")
+
+SERVICE = "analytics service"
+TRACK_PATH = "/api/v1/events/track"
+BATCH_PATH = "/api/v1/events/batch"
+TIMEOUT_SECONDS = 5.0
+# A 429 without Retry-After: wait a little, without using an attempt.
+DEFAULT_SNOOZE_SECONDS = 5.0
+_REASONS = {401: "authentication", 403: "forbidden", 404: "not_found", 422: "validation"}
+
+
+class Analytics(Protocol):
+    name: str
+
+    async def track(self, tenant_id: str, event: dict[str, Any], key: str) -> None:
+        """Send one event; ``key`` is the same on every retry (the service may dedupe)."""
+
+    async def batch(self, tenant_id: str, events: list[dict[str, Any]], key: str) -> None:
+        """Send events in one call."""
+
+    async def aclose(self) -> None: ...
+
+
+def failure(response: httpx.Response) -> JobError | None:
+    """None for 2xx; a 429 snoozes, 4xx is permanent, anything else retries."""
+    code = response.status_code
+    if 200 <= code < 300:
+        return None
+    if code == 429:
+        delay = retry_after_seconds(response.headers.get("retry-after"))
+        return Snooze(delay or DEFAULT_SNOOZE_SECONDS, f"{SERVICE} answered 429")
+    if 400 <= code < 500:
+        reason = _REASONS.get(code, "invalid_request")
+        return PermanentError(f"{SERVICE} refused the call: HTTP {code} ({reason})", reason=reason)
+    return RetryableError(f"{SERVICE} answered HTTP {code}")
+
+
+class AnalyticsService:
+    name = "analytics-service"
+
+    def __init__(self, base_url: str, service_name: str, secret: str) -> None:
+        self._service_name = service_name
+        self._secret = secret
+        self._http = httpx.AsyncClient(
+            base_url=base_url, timeout=TIMEOUT_SECONDS, follow_redirects=False
+        )
+
+    async def track(self, tenant_id: str, event: dict[str, Any], key: str) -> None:
+        await self._post(TRACK_PATH, tenant_id, event, key)
+
+    async def batch(self, tenant_id: str, events: list[dict[str, Any]], key: str) -> None:
+        await self._post(BATCH_PATH, tenant_id, {"events": events}, key)
+
+    async def _post(self, path: str, tenant_id: str, payload: dict[str, Any], key: str) -> None:
+        body = orjson.dumps(payload)
+        request = self._http.build_request(
+            "POST",
+            path,
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "x-tenant-id": tenant_id,
+                "idempotency-key": key,
+            },
+        )
+        # Signed over the target exactly as it goes on the wire (a base path
+        # included), which is what the service hashes.
+        target = request.url.raw_path.decode("latin-1")
+        request.headers.update(sign_request(self._secret, self._service_name, "POST", target, body))
+        try:
+            response = await self._http.send(request)
+        except httpx.HTTPError as exc:
+            raise RetryableError(f"{SERVICE} unreachable: {type(exc).__name__}") from None
+        error = failure(response)
+        if error is not None:
+            raise error
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+class AnalyticsLog:
+    """Development stand-in when ANALYTICS_SERVICE_URL is unset: logs the
+    event names, sends nothing."""
+
+    name = "analytics log (development)"
+
+    async def track(self, tenant_id: str, event: dict[str, Any], key: str) -> None:
+        log.info(
+            "development analytics sink: not sent",
+            provider=self.name,
+            tenant_id=tenant_id,
+            event_name=event.get("event"),
+        )
+
+    async def batch(self, tenant_id: str, events: list[dict[str, Any]], key: str) -> None:
+        log.info(
+            "development analytics sink: batch not sent",
+            provider=self.name,
+            tenant_id=tenant_id,
+            events=len(events),
+        )
+
+    async def aclose(self) -> None:
+        return None
+
+
+def signing_secret(settings: Settings) -> str | None:
+    """This service's outbound HMAC secret: its INTERNAL_HMAC_SECRETS entry,
+    else INTERNAL_HMAC_SECRET."""
+    if settings.internal_hmac_secrets is not None:
+        try:
+            per_service = orjson.loads(settings.internal_hmac_secrets.get_secret_value())
+        except orjson.JSONDecodeError:
+            per_service = None
+        if isinstance(per_service, dict):
+            own = per_service.get(settings.internal_service_name)
+            if isinstance(own, str) and own:
+                return own
+    if settings.internal_hmac_secret is not None:
+        return settings.internal_hmac_secret.get_secret_value()
+    return None
+
+
+def build(settings: Settings) -> Analytics:
+    """The analytics service when ANALYTICS_SERVICE_URL is set, else the log sink."""
+    if not settings.analytics_service_url:
+        log.warning("analytics: ANALYTICS_SERVICE_URL is unset, using the log-only sink")
+        return AnalyticsLog()
+    secret = signing_secret(settings)
+    if secret is None:
+        raise ValueError(
+            "ANALYTICS_SERVICE_URL is set but no HMAC secret is: set INTERNAL_HMAC_SECRET,"
+            f" or an INTERNAL_HMAC_SECRETS entry for {settings.internal_service_name!r}"
+        )
+    return AnalyticsService(settings.analytics_service_url, settings.internal_service_name, secret)
+
+
+def status(settings: Settings) -> tuple[str, bool]:
+    """(name, is_development) without building anything."""
+    if settings.analytics_service_url:
+        return (AnalyticsService.name, False)
+    return (AnalyticsLog.name, True)
