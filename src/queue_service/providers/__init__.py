@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from queue_service.providers.analytics import Analytics
     from queue_service.providers.email import EmailProvider
     from queue_service.providers.minting import Minter
+    from queue_service.providers.payments import PaymentProvider
     from queue_service.providers.sms import SmsProvider
     from queue_service.providers.solana import Wallet
     from queue_service.providers.webhooks import Webhooks
@@ -51,6 +52,13 @@ class Providers:
         from queue_service.providers.minting import build_minter
 
         return self._get("minter", lambda: build_minter(self.settings))
+
+    @property
+    def payments(self) -> PaymentProvider:
+        """Stripe when STRIPE_SECRET_KEY is set, else the development sandbox."""
+        from queue_service.providers.payments import build_payment_provider
+
+        return self._get("payments", lambda: build_payment_provider(self.settings))
 
     @property
     def email(self) -> EmailProvider:
