@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queue_service.core.base58 import is_solana_address
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, parse_limits
 
 _SECRET_NAMES = (
@@ -181,6 +182,17 @@ class Settings(BaseSettings):
                     " (e.g. 10.20.0.0/16 or fd00::/64)"
                 ) from None
         return value
+
+    @field_validator("solana_wallet_address")
+    @classmethod
+    def _solana_address(cls, value: str | None) -> str | None:
+        # A public key only: its balance is read before each mint (SPEC §7).
+        if value and not is_solana_address(value):
+            raise ValueError(
+                "SOLANA_WALLET_ADDRESS must be the minting wallet's public address:"
+                " base58 of 32 bytes (e.g. the output of `solana address`)"
+            )
+        return value or None
 
     @model_validator(mode="after")
     def _no_private_keys(self) -> Settings:

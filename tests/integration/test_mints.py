@@ -5,7 +5,10 @@ status asked before any second mint, the email follow-up in the completion."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID
@@ -301,6 +304,7 @@ async def test_an_invalid_mint_payload_is_refused_at_enqueue_and_nothing_is_writ
         assert await cur.fetchone() == (0,)
 
 
+@pytest.mark.slow
 async def test_a_configured_solana_private_key_stops_the_service_at_start_naming_it(
     spawn: Spawn,
 ) -> None:
@@ -309,3 +313,42 @@ async def test_a_configured_solana_private_key_stops_the_service_at_start_naming
     logs = proc.logs()
     assert "SOLANA_PRIVATE_KEY is set" in logs
     assert "4wBqpZM9" not in logs  # the key itself is never echoed
+
+
+@pytest.mark.slow
+async def test_a_worker_killed_after_the_minting_service_accepted_is_rescued_and_mints_once(
+    runtime: Runtime, spawn: Spawn, solana: FakeSolana, minting: FakeMinting
+) -> None:
+    env = provider_env(solana, minting)
+    doomed = spawn("worker", "--queues", "money", QUEUE_SERVICE_WORKER_ID="doomed", **env)
+    # The service records the mint, then the worker dies before any answer.
+    minting.after_accept = lambda: os.kill(doomed.pid, signal.SIGKILL)
+    minting.answer_accepted = False
+    done = await runtime.manager.enqueue(mint_request())
+    assert await asyncio.to_thread(doomed.wait, 30) == -signal.SIGKILL
+
+    assert minting.mint_count == {"tkt-1": 1}
+    job = await runtime.manager.get(done.job_id)
+    assert (job.status, job.attempts) == (JobStatus.ACTIVE, 1)
+    record = await runtime.store.mint_get("t1", "tkt-1")
+    assert record is not None and (record.state, record.requests) == ("requested", 1)
+
+    # Its 120 s lease runs out at once, and the rescuer puts the job back.
+    async with runtime.db.connection() as conn:
+        await conn.execute(
+            "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %(id)s",
+            {"id": done.job_id},
+        )
+    assert (await runtime.store.rescue_expired()).rescued == [done.job_id]
+    minting.after_accept = None
+    minting.answer_accepted = True
+    spawn("worker", "--queues", "money", QUEUE_SERVICE_WORKER_ID="survivor", **env)
+    await wait_for(runtime, done.job_id, JobStatus.COMPLETED, timeout=30)
+
+    assert minting.kinds("tkt-1") == ["mint", "status"]  # asked, not minted again
+    assert minting.mint_count == {"tkt-1": 1}
+    assert await history(runtime, done.job_id) == [("rescued", 1), ("completed", 2)]
+    minted = await runtime.store.mint_get("t1", "tkt-1")
+    assert minted is not None and (minted.state, minted.requests) == ("minted", 1)
+    assert minted.mint_address == minting.mints[("t1", "tkt-1")].mint_address
+    assert len(await follow_ups(runtime)) == 1

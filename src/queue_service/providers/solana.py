@@ -72,7 +72,7 @@ class Wallet(Protocol):
 
 def status(settings: Settings) -> tuple[str, bool]:
     """(provider name, is development) for /health/ready, building nothing."""
-    if settings.solana_rpc_url:
+    if settings.solana_rpc_url and settings.solana_wallet_address:
         return "solana", False
     return "development wallet", True
 
@@ -174,10 +174,9 @@ def _rpc_error(method: str, error: dict[str, Any], http_status: int) -> JobError
 
 
 def build_wallet(settings: Settings) -> Wallet:
-    """The Solana RPC wallet when SOLANA_RPC_URL is set, else the development one."""
-    if settings.solana_rpc_url:
-        if not settings.solana_wallet_address:
-            raise ValueError("SOLANA_RPC_URL is set but SOLANA_WALLET_ADDRESS is not")
+    """The Solana RPC wallet when SOLANA_RPC_URL and SOLANA_WALLET_ADDRESS are
+    set, else the development one (the choice providers/status.py reports)."""
+    if settings.solana_rpc_url and settings.solana_wallet_address:
         wallet = SolanaRpc(settings.solana_rpc_url, settings.solana_wallet_address)
         log.info("solana wallet", address=short_address(wallet.address))
         return wallet
