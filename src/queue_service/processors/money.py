@@ -37,6 +37,8 @@ MONEY_OPTIONS: dict[str, Any] = {
     "idempotency_ttl_seconds": 7 * 86_400,
 }
 
+# The tenant's configured webhook endpoint that platform events go to.
+WEBHOOK_ENDPOINT = "default"
 # How long an order's lock outlives a silent holder: the job timeout (30 s)
 # plus the longest first backoffs, so the holder's own retry finds it still
 # held; a rescued or retried holder takes it back at once (same job id).
@@ -125,10 +127,11 @@ async def enqueue_follow_ups(
         "trace_context": job.trace_context,
     }
     if email:
+        context = {k: payload[k] for k in ("order_id", "amount", "currency")}
         await tx.enqueue(
             EnqueueRequest(
                 type="email.send",
-                data={"to": email, "template": template, "context": payload},
+                data={"to": email, "template": template, "context": context},
                 idempotency_key=f"email:{template}:{key}",
                 **common,
             )
@@ -136,7 +139,7 @@ async def enqueue_follow_ups(
     await tx.enqueue(
         EnqueueRequest(
             type="webhook.process",
-            data={"event": event, "payload": payload},
+            data={"event": event, "payload": payload, "endpoint": WEBHOOK_ENDPOINT},
             idempotency_key=f"webhook:{event}:{key}",
             **common,
         )
