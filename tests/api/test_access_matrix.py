@@ -59,6 +59,7 @@ MATRIX = [
     Endpoint("POST", "/dlq/replay", ADMIN, {"dry_run": True}),
     Endpoint("GET", "/rate-limits/status/read", ADMIN),
     Endpoint("POST", "/rate-limits/reset/read", ADMIN),
+    Endpoint("POST", "/rate-limits/stop/webhooks", ADMIN),
     Endpoint("GET", "/health/live", NOBODY_NEEDED),
     Endpoint("GET", "/health/ready", NOBODY_NEEDED),
     Endpoint("GET", "/health/startup", NOBODY_NEEDED),
@@ -119,6 +120,7 @@ FIXED_SEGMENTS = frozenset(
     {
         *("jobs", "batch", "retry", "queues", "status", "pause", "resume", "clear"),
         *("dlq", "replay", "rate-limits", "reset", "health", "live", "ready", "startup"),
+        "stop",
     }
 )
 

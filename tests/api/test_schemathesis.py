@@ -184,9 +184,15 @@ def explicit_cases(method: str, path: str, seed: dict[str, list[str]]) -> list[d
         ("DELETE", "/dlq/{dlq_id}"): [{"path_parameters": {"dlq_id": seed["dead_letters"][2]}}] * 2,
         ("POST", "/dlq/replay"): [{"body": {}}, {"body": {"dry_run": False, "limit": 1}}],
         ("GET", "/rate-limits/status/{key}"): [
-            {"path_parameters": {"key": k}} for k in ("read", "enqueue:st-admin", "admin")
+            {"path_parameters": {"key": k}}
+            for k in ("read", "enqueue:st-admin", "admin", "stripe", "smtp")
         ],
-        ("POST", "/rate-limits/reset/{key}"): [{"path_parameters": {"key": "admin:nobody"}}],
+        ("POST", "/rate-limits/reset/{key}"): [
+            {"path_parameters": {"key": k}} for k in ("admin:nobody", "stripe")
+        ],
+        ("POST", "/rate-limits/stop/{key}"): [
+            {"path_parameters": {"key": "smtp"}, "body": {"reason": "test"}}
+        ],
     }
     return cases.get((method, path), [])
 

@@ -83,6 +83,7 @@ def test_the_defaults_are_the_specs_and_a_setting_overrides_fields() -> None:
         ('{"stripe": {"max_in_flight": 1.5}}', "max_in_flight must be a whole number"),
         ('{"maps": {"size": 3}}', "needs all three fields (refill_per_second, max_in_flight)"),
         ('{"Stripe!": {"size": 3}}', "a service name is lower case"),
+        ('{"read": {"size": 3}}', "names an inbound rate limit"),
     ],
 )
 def test_a_bad_limits_setting_is_refused_at_start_up_saying_how_to_fix_it(

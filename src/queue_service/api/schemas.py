@@ -144,6 +144,39 @@ class RateLimitOut(BaseModel):
     reset_at: datetime | None
 
 
+class BreakerOut(BaseModel):
+    """An outbound service's circuit breaker (SPEC §5, decision 0009)."""
+
+    state: Literal["closed", "open", "half_open"]
+    consecutive_failures: int
+    failures_to_open: int
+    open_seconds: float
+    opened_at: datetime | None
+    half_open_at: datetime | None
+    last_failure: str | None
+
+
+class OutboundLimitOut(BaseModel):
+    """An outbound service's token bucket, shared by every worker process."""
+
+    key: str
+    kind: Literal["outbound"]
+    size: float
+    refill_per_second: float
+    tokens: float
+    max_in_flight: int
+    in_flight: int
+    stopped: bool
+    stopped_at: datetime | None
+    stopped_by: str | None
+    stop_reason: str | None
+    breaker: BreakerOut
+
+
+class StopBody(Strict):
+    reason: str | None = Field(default=None, max_length=500, examples=["vendor incident"])
+
+
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}

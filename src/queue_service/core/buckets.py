@@ -81,6 +81,8 @@ DEFAULT_LIMITS: dict[str, BucketLimits] = {
 
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 _FIELDS = ("size", "refill_per_second", "max_in_flight")
+# The inbound limits' keys: /rate-limits/{status,reset}/{key} serves both kinds.
+_RESERVED = frozenset({"enqueue", "read", "admin"})
 _SETTING = "QUEUE_SERVICE_OUTBOUND_LIMITS"
 
 
@@ -110,6 +112,8 @@ def _one_service(service: str, fields: Any) -> BucketLimits:
     where = f"{_SETTING}[{service!r}]"
     if not _SERVICE_NAME.match(service):
         raise ValueError(f"{where}: a service name is lower case letters, digits, - or _")
+    if service in _RESERVED:
+        raise ValueError(f"{where}: {service!r} names an inbound rate limit; choose another name")
     if not isinstance(fields, dict):
         raise ValueError(f"{where} must be an object with {', '.join(_FIELDS)}")
     for name in fields:
