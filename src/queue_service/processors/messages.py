@@ -105,7 +105,8 @@ async def send_email(ctx: JobContext, p: EmailPayload) -> dict[str, Any]:
         "email sent",
         to=to,
         template=p.template,
-        message_id=receipt.message_id,
+        # The id's local part: the whole id looks like an address to the redactor.
+        message_id=receipt.message_id.strip("<>").partition("@")[0],
         provider=receipt.provider,
     )
     return {"to": to, "message_id": receipt.message_id, "already_sent": False}

@@ -160,7 +160,8 @@ def twilio_error(response: httpx.Response) -> Exception:
     if body.get("message"):
         text += f": {redact_text(str(body['message']))}"
     if status == 429:
-        return Snooze(_retry_after(response) or DEFAULT_RATE_LIMIT_SNOOZE_SECONDS, text)
+        delay = _retry_after(response)
+        return Snooze(DEFAULT_RATE_LIMIT_SNOOZE_SECONDS if delay is None else delay, text)
     if status >= 500:
         return RetryableError(text, delay_seconds=_retry_after(response))
     if status == 401:

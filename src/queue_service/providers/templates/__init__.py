@@ -38,7 +38,7 @@ SPECS: dict[str, TemplateSpec] = {
         ("amount",),
     ),
     "nft_minted": TemplateSpec(
-        "Your ticket NFT is ready: {{ ticket_name | default(ticket_id) }}",
+        "Your ticket NFT is ready: {{ name | default(ticket_id) }}",
         ("ticket_id", "event_id"),
     ),
     "admin_alert": TemplateSpec(
@@ -84,7 +84,8 @@ def _prepare(template: str, context: Mapping[str, Any]) -> dict[str, Any]:
             f"template {template!r} needs context keys: {', '.join(missing)}",
             reason="validation",
         )
-    values = dict(context)
+    # An optional key sent as null is an absent key, not the word "None".
+    values = {k: v for k, v in context.items() if v is not None}
     for key in _URL_KEYS:
         url = values.get(key)
         # Autoescaping does not stop a javascript: link; only web links go in href.
