@@ -37,13 +37,13 @@ def own_processors() -> list[object]:
 @pytest.fixture
 async def runtime(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
     # Configured endpoints may reach 127.0.0.1 (the receivers); nothing else
-    # on loopback, and never a URL given in a job. Production unless a test
-    # asks for development (indirect parametrization).
-    settings = make_settings(
-        database_url,
-        queue_service_webhook_allow_private_cidrs="127.0.0.1/32",
-        queue_service_env=getattr(request, "param", "production"),
-    )
+    # on loopback, and never a URL given in a job. A test may override
+    # settings through indirect parametrization.
+    overrides: dict[str, Any] = {
+        "queue_service_webhook_allow_private_cidrs": "127.0.0.1/32",
+        **getattr(request, "param", {}),
+    }
+    settings = make_settings(database_url, **overrides)
     async with open_runtime(settings, database_url, extra_processors=own_processors()) as rt:
         yield rt
 
@@ -222,6 +222,24 @@ async def test_a_response_body_over_the_cap_is_cut_off_not_read_into_memory(
     assert sent < total // 10  # the client hung up long before the end
 
 
+@pytest.mark.parametrize("runtime", [{"queue_service_webhook_timeout_seconds": 0.5}], indirect=True)
+async def test_a_receiver_slower_than_the_time_cap_is_a_retryable_failure(
+    runtime: Runtime, run_worker: WorkerFactory, receiver: Receiver
+) -> None:
+    await runtime.store.add_webhook_endpoint(TENANT, "orders", receiver.url, SECRET)
+    receiver.answer(Answer(200, delay_seconds=3))
+    done = await runtime.manager.enqueue(webhook())
+    run_worker(queues=("communication",))
+
+    async def first_attempt() -> list[Any]:
+        return await runtime.store.webhook_deliveries(done.job_id)
+
+    [record, *_] = await eventually(first_attempt, what="the first attempt's record")
+    assert (record.outcome, record.status_code) == ("retry", None)
+    assert record.error == "no answer within 0.5 s"
+    assert (record.duration_ms or 0) < 2000
+
+
 async def test_an_endpoint_not_configured_fails_permanently_naming_the_fix(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
@@ -230,7 +248,7 @@ async def test_an_endpoint_not_configured_fails_permanently_naming_the_fix(
     assert "queue-service webhooks add --tenant acme billing URL" in (job.last_error or "")
 
 
-@pytest.mark.parametrize("runtime", ["development"], indirect=True)
+@pytest.mark.parametrize("runtime", [{"queue_service_env": "development"}], indirect=True)
 async def test_in_development_an_unconfigured_endpoint_goes_to_the_log_only_sink(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ class Answer:
     body: bytes = b'{"ok": true}'
     # Stream this many bytes of filler instead of ``body`` (until the client hangs up).
     stream_bytes: int = 0
+    # A slow receiver: wait this long before answering.
+    delay_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,8 @@ class Receiver:
                     answer.status,
                 )
             )
+        if answer.delay_seconds:
+            time.sleep(answer.delay_seconds)
         handler.send_response(answer.status)
         for name, value in answer.headers.items():
             handler.send_header(name, value)
