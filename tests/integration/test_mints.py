@@ -139,6 +139,7 @@ async def test_a_mint_succeeds_once_and_enqueues_the_nft_minted_email(
     assert email["to"] == "fan@example.com" and email["template"] == "nft_minted"
     assert email["context"]["mint_address"] == minted.mint_address
     assert email["context"]["signature"] == minted.signature
+    assert email["context"]["name"] == "Row A seat 1"
     record = await runtime.store.mint_get("t1", "tkt-1")
     assert record is not None
     assert (record.state, record.requests, record.mint_address) == (
@@ -181,6 +182,33 @@ async def test_a_low_balance_snoozes_the_mint_records_the_signal_and_calls_no_mi
     assert await history(runtime, done.job_id) == [("snoozed", 1), ("completed", 1)]
     [restored] = await runtime.store.wallet_balances()
     assert float(restored.balance_sol) == 1.5 and not restored.low
+
+
+async def test_a_refused_follow_up_email_does_not_undo_a_mint_already_made(
+    runtime: Runtime, run_worker: WorkerFactory, minting: FakeMinting
+) -> None:
+    # The email's key is taken by another payload: its enqueue is refused.
+    await runtime.manager.enqueue(
+        EnqueueRequest(
+            type="email.send",
+            data={
+                "to": "x@example.com",
+                "template": "nft_minted",
+                "context": {"ticket_id": "o", "event_id": "o"},
+            },
+            tenant_id="t1",
+            idempotency_key="email:nft_minted:tkt-1",
+        )
+    )
+    done = await runtime.manager.enqueue(mint_request())
+    run_worker(queues=("money",))
+    await wait_for(runtime, done.job_id, JobStatus.COMPLETED)
+
+    job = await runtime.manager.get(done.job_id)
+    assert job.result["email"].startswith("not enqueued")
+    assert minting.mint_count == {"tkt-1": 1}
+    record = await runtime.store.mint_get("t1", "tkt-1")
+    assert record is not None and record.state == "minted"
 
 
 async def test_a_bad_hmac_secret_is_refused_by_the_minting_service_and_dead_letters_the_job(
@@ -292,6 +320,7 @@ async def test_the_same_mint_enqueued_twice_is_one_job_by_its_derived_key(
         ("wallet_address", b58encode(b"\x01" * 31), "wallet_address"),
         ("ticket_id", "../../admin", "ticket_id"),
         ("favourite_colour", "teal", "favourite_colour"),
+        ("customer_email", "fan@localhost", "customer_email"),
     ],
 )
 async def test_an_invalid_mint_payload_is_refused_at_enqueue_and_nothing_is_written(

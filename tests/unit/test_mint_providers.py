@@ -196,7 +196,7 @@ def test_the_minting_service_signs_with_this_services_own_secret_when_it_has_one
     )
     assert minting.signing_secret(settings) == own
     assert minting.signing_secret(Settings(internal_hmac_secret=SECRET)) == SECRET
-    with pytest.raises(ValueError, match="INTERNAL_HMAC_SECRET"):
+    with pytest.raises(ValueError, match="MINTING_SERVICE_URL is set but no HMAC secret"):
         build_minter(Settings(minting_service_url="http://127.0.0.1:2"))
 
 

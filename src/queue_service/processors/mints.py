@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 from queue_service.core.base58 import is_solana_address, short_address
 from queue_service.core.jobs import EnqueueRequest, Priority
 from queue_service.core.retry import MINT_RETRY
-from queue_service.errors import PermanentError, RetryableError, Snooze
+from queue_service.errors import EnqueueError, PermanentError, RetryableError, Snooze
 from queue_service.processors.base import Payload, Processor, processor
 from queue_service.processors.context import JobContext
 from queue_service.providers.minting import MintRequest, MintResult
@@ -30,6 +30,7 @@ PENDING_SNOOZE_SECONDS = 5.0
 PENDING_LIMIT_SECONDS = 600.0
 MINT_KEY_TTL_SECONDS = 7 * 86_400
 _IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_EMAIL = re.compile(r"^[^\s@<>()\[\],;:\"]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
 
 
 class MintMetadata(Payload):
@@ -46,7 +47,7 @@ class MintPayload(Payload):
     event_id: str
     metadata: MintMetadata | None = None
     # Optional: where the nft_minted email goes (no address, no email).
-    customer_email: str | None = Field(default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    customer_email: str | None = Field(default=None, max_length=254)
 
     @field_validator("ticket_id", "user_id", "event_id")
     @classmethod
@@ -54,6 +55,15 @@ class MintPayload(Payload):
         # They go into a URL path and an idempotency key: keep them plain.
         if not _IDENTIFIER.fullmatch(value):
             raise ValueError("must be 1 to 128 of letters, digits, '.', '_', ':', '-'")
+        return value
+
+    @field_validator("customer_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        # As strict as email.send's own check: an address it would refuse
+        # must be refused here, at enqueue, not after the mint.
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("not an email address (local@example.com)")
         return value
 
     @field_validator("wallet_address")
@@ -190,7 +200,14 @@ async def _finish(
             ctx.job.tenant_id, p.ticket_id, mint_address, signature, conn=tx.conn
         )
         if p.customer_email:
-            await tx.enqueue(_minted_email(ctx, p, mint_address, signature))
+            try:
+                await tx.enqueue(_minted_email(ctx, p, mint_address, signature))
+            except EnqueueError as exc:
+                # Refused before any write (unknown type, payload, key in use):
+                # the mint is the effect that matters; failing now would
+                # leave it made and unrecorded. Said in the result and the log.
+                ctx.log.warning("nft_minted email not enqueued", error=str(exc))
+                result["email"] = f"not enqueued: {exc}"
         tx.result = result
     ctx.log.info("minted", ticket_id=p.ticket_id, mint=short_address(mint_address))
     return result
@@ -200,18 +217,23 @@ def _minted_email(
     ctx: JobContext, p: MintPayload, mint_address: str, signature: str
 ) -> EnqueueRequest:
     assert p.customer_email is not None
+    # The nft_minted template's context (providers/templates): a key left out
+    # falls back to its default there, where a None would print "None".
+    context = {
+        "ticket_id": p.ticket_id,
+        "event_id": p.event_id,
+        "wallet_address": p.wallet_address,
+        "mint_address": mint_address,
+        "signature": signature,
+    }
+    if p.metadata is not None and p.metadata.name:
+        context["name"] = p.metadata.name
     return EnqueueRequest(
         type="email.send",
         data={
             "to": p.customer_email,
             "template": "nft_minted",
-            "context": {
-                "ticket_id": p.ticket_id,
-                "event_id": p.event_id,
-                "name": p.metadata.name if p.metadata else None,
-                "mint_address": mint_address,
-                "signature": signature,
-            },
+            "context": context,
         },
         tenant_id=ctx.job.tenant_id,
         # One email per ticket's mint, whichever job completes it.
