@@ -83,6 +83,8 @@ async def mint_ticket(ctx: JobContext, p: MintPayload) -> dict[str, Any]:
     """Mint the ticket's NFT once, then complete and enqueue its email together."""
     store, tenant = ctx.deps.store, ctx.job.tenant_id
     record = await store.mint_get(tenant, p.ticket_id)
+    if record is not None:
+        _same_owner(p, record)
     if record is not None and record.state == "minted":
         return _already_minted(p, record)
     if record is not None:
@@ -243,12 +245,18 @@ def _minted_email(
     )
 
 
-def _already_minted(p: MintPayload, record: MintRecord) -> dict[str, Any]:
+def _same_owner(p: MintPayload, record: MintRecord) -> None:
+    """A ticket is minted for one user and wallet: whatever state its ledger
+    row is in, the service may have minted (or be minting) to that wallet."""
     if (record.user_id, record.wallet_address) != (p.user_id, p.wallet_address):
         raise PermanentError(
-            f"ticket {p.ticket_id} is already minted, to another user or wallet",
+            f"ticket {p.ticket_id} was asked to be minted for another user or wallet",
             reason="conflict",
         )
+
+
+def _already_minted(p: MintPayload, record: MintRecord) -> dict[str, Any]:
+    _same_owner(p, record)
     return {
         "ticket_id": p.ticket_id,
         "mint_address": record.mint_address,
