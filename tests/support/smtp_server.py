@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 def free_port() -> int:
@@ -84,11 +85,31 @@ class SmtpServer:
         return {"SMTP_HOST": self.host, "SMTP_PORT": str(self.port), "SMTP_TLS": "none"}
 
 
+def _authenticator(username: str, password: str) -> Callable[..., AuthResult]:
+    def check(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            username.encode(),
+            password.encode(),
+        )
+        return AuthResult(success=ok, handled=False)
+
+    return check
+
+
 @contextmanager
-def smtp_server() -> Iterator[SmtpServer]:
+def smtp_server(auth: tuple[str, str] | None = None) -> Iterator[SmtpServer]:
+    """A server on a free port; with ``auth`` (user, password) it requires
+    AUTH (over plain text: loopback only) and answers 535 to a wrong password."""
     handler = RecordingHandler()
     port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    options: dict[str, Any] = {}
+    if auth is not None:
+        options = {
+            "authenticator": _authenticator(*auth),
+            "auth_required": True,
+            "auth_require_tls": False,
+        }
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield SmtpServer(controller, handler, port)

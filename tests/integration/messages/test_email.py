@@ -10,6 +10,7 @@ from email.message import EmailMessage
 import aiosmtplib
 import psycopg
 import pytest
+from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from queue_service.core.jobs import JobStatus
@@ -18,7 +19,7 @@ from queue_service.providers.email import SmtpEmailProvider, compose, message_id
 from queue_service.runtime.service import Runtime
 from tests.integration.conftest import WorkerFactory
 from tests.integration.messages.conftest import SENDER, email_job, reaches
-from tests.support.smtp_server import SmtpServer, free_port
+from tests.support.smtp_server import SmtpServer, free_port, smtp_server
 from tests.support.waiting import eventually
 
 
@@ -154,6 +155,35 @@ async def test_an_unreachable_smtp_server_is_a_retryable_error() -> None:
     email = compose("admin_alert", alert, to="ops@example.com", key="k", sender=SENDER)
     with pytest.raises(RetryableError, match="SMTP"):
         await provider.send(email)
+
+
+# Plain-text AUTH is what a loopback test server can offer; aiosmtpd warns.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_smtp_auth_is_used_when_a_username_is_set_and_a_refusal_is_permanent() -> None:
+    alert = {"alert": "a", "severity": "info", "message": "m"}
+    email = compose("admin_alert", alert, to="ops@example.com", key="k", sender=SENDER)
+    with smtp_server(auth=("mailer", "right-password")) as server:
+        good = SmtpEmailProvider(
+            host=server.host,
+            port=server.port,
+            sender=SENDER,
+            tls="none",
+            username="mailer",
+            password=SecretStr("right-password"),
+        )
+        await good.send(email)
+        bad = SmtpEmailProvider(
+            host=server.host,
+            port=server.port,
+            sender=SENDER,
+            tls="none",
+            username="mailer",
+            password=SecretStr("wrong-password"),
+        )
+        with pytest.raises(PermanentError, match="SMTP 535") as refused:
+            await bad.send(email)
+        assert refused.value.reason == "authentication"
+        assert len(server.messages) == 1
 
 
 async def test_email_logs_mask_the_recipient(
