@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import getpass
 import re
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -24,6 +26,7 @@ from queue_service.api.state import ConfigurationError, build_api_state
 from queue_service.errors import QueueServiceError
 from queue_service.providers.status import production_refusal, provider_statuses
 from queue_service.runtime.manager import EnqueueRequest
+from queue_service.runtime.outbound import read_states
 from queue_service.runtime.service import (
     Runtime,
     freeze_startup_heap,
@@ -34,6 +37,7 @@ from queue_service.runtime.service import (
 )
 from queue_service.settings import Settings, load_settings
 from queue_service.store.migrate import apply_migrations
+from queue_service.store.outbound import OutboundState
 
 app = typer.Typer(
     help="queue-service: a durable PostgreSQL job queue.",
@@ -42,6 +46,10 @@ app = typer.Typer(
 )
 dlq_app = typer.Typer(help="Dead-letter queue: list, replay, delete.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
+rate_limits_app = typer.Typer(
+    help="Outbound rate limits: status, emergency stop, reset.", no_args_is_help=True
+)
+app.add_typer(rate_limits_app, name="rate-limits")
 webhooks_app = typer.Typer(
     help="Webhook endpoints per tenant: list, add, remove, enable, rotate.", no_args_is_help=True
 )
@@ -441,6 +449,89 @@ def dlq_delete(dlq_id: UUID) -> None:
         err.print(f"[red]error[/red]: no dead letter {dlq_id}")
         raise typer.Exit(1)
     out.print(f"deleted {dlq_id}")
+
+
+def _outbound_service(rt: Runtime, service: str) -> None:
+    if service not in rt.settings.outbound_limits:
+        known = ", ".join(sorted(rt.settings.outbound_limits))
+        raise QueueServiceError(f"no outbound service {service!r}; services are {known}")
+
+
+@rate_limits_app.command("status")
+def rate_limits_status(
+    service: Annotated[str | None, typer.Argument(help="One service (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Outbound buckets, emergency stops and circuit breakers, shared by every worker."""
+
+    async def go(rt: Runtime) -> list[OutboundState]:
+        if service is not None:
+            _outbound_service(rt, service)
+        settings = rt.settings
+        return await read_states(
+            rt.store, settings.outbound_limits, settings.breaker_policy, service
+        )
+
+    states = _run(go)
+    if as_json:
+        out.print_json(orjson.dumps([dataclasses.asdict(s) for s in states]).decode())
+        return
+    table = Table(title="outbound rate limits")
+    for col in ("service", "tokens", "refill/s", "in flight", "stopped", "breaker", "failures"):
+        table.add_column(col, justify="right" if col in ("tokens", "refill/s") else "left")
+    for s in states:
+        breaker: str = s.breaker_state
+        if breaker == "open" and s.half_open_at is not None:
+            breaker += f" until {s.half_open_at.astimezone(UTC):%H:%M:%S}"
+        table.add_row(
+            s.service,
+            f"{s.tokens:.1f} / {s.size:g}",
+            f"{s.refill_per_second:g}",
+            f"{s.in_flight} / {s.max_in_flight}",
+            f"[red]STOPPED[/red] by {s.stopped_by}: {s.stop_reason or '-'}"
+            if s.stopped_at
+            else "-",
+            breaker,
+            f"{s.consecutive_failures} / {s.breaker_failures}",
+        )
+    out.print(table)
+
+
+@rate_limits_app.command("stop")
+def rate_limits_stop(
+    service: Annotated[str, typer.Argument(help="The outbound service to stop")],
+    reason: Annotated[
+        str | None, typer.Option(help="Why (shown in status and job history)")
+    ] = None,
+) -> None:
+    """Emergency stop: every job calling SERVICE snoozes until `rate-limits reset`."""
+
+    async def go(rt: Runtime) -> None:
+        _outbound_service(rt, service)
+        await rt.store.outbound_configure(
+            service, rt.settings.outbound_limits[service], rt.settings.breaker_policy
+        )
+        await rt.store.outbound_stop(service, f"cli ({getpass.getuser()})", reason)
+
+    _run(go)
+    out.print(f"stopped {service}: calls snooze until `queue-service rate-limits reset {service}`")
+
+
+@rate_limits_app.command("reset")
+def rate_limits_reset(
+    service: Annotated[str, typer.Argument(help="The outbound service to reset")],
+) -> None:
+    """Refill SERVICE's bucket, end its emergency stop and close its breaker."""
+
+    async def go(rt: Runtime) -> None:
+        _outbound_service(rt, service)
+        await rt.store.outbound_configure(
+            service, rt.settings.outbound_limits[service], rt.settings.breaker_policy
+        )
+        await rt.store.outbound_reset(service)
+
+    _run(go)
+    out.print(f"reset {service}: bucket full, not stopped, breaker closed")
 
 
 @app.command()
