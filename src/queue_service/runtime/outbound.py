@@ -11,13 +11,14 @@ import difflib
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 
 import structlog
 
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, seconds_until_token
 from queue_service.core.retry import JitterSource
 from queue_service.errors import PermanentError, RetryableError, Snooze
-from queue_service.store.outbound import Acquired, OutboundStore
+from queue_service.store.outbound import Acquired, OutboundState, OutboundStore
 
 log = structlog.get_logger("queue_service.outbound")
 
@@ -173,3 +174,43 @@ class SharedGate:
                 log.warning("outbound release failed", service=service, error=str(result))
         if failure is not None and results[-1] == "open":
             log.warning("circuit breaker open", service=service, error=failure)
+
+
+def unused_state(service: str, limits: BucketLimits, breaker: BreakerPolicy) -> OutboundState:
+    """A service no process has called yet: its configured bucket, full, closed."""
+    return OutboundState(
+        service=service,
+        size=limits.size,
+        refill_per_second=limits.refill_per_second,
+        max_in_flight=limits.max_in_flight,
+        tokens=limits.size,
+        in_flight=0,
+        stopped_at=None,
+        stopped_by=None,
+        stop_reason=None,
+        breaker_state="closed",
+        consecutive_failures=0,
+        breaker_failures=breaker.failures,
+        breaker_open_seconds=breaker.open_seconds,
+        opened_at=None,
+        half_open_at=None,
+        last_failure=None,
+        read_at=datetime.now(UTC),
+    )
+
+
+async def read_states(
+    store: OutboundStore,
+    limits: Mapping[str, BucketLimits],
+    breaker: BreakerPolicy,
+    service: str | None = None,
+) -> list[OutboundState]:
+    """Every service's state (or one's) for the API, the CLI, metrics and the
+    dashboard: the database's rows, and configured services not yet called."""
+    found = {s.service: s for s in await store.outbound_states(service)}
+    names = [service] if service is not None else sorted(set(limits) | set(found))
+    return [
+        found[n] if n in found else unused_state(n, limits[n], breaker)
+        for n in names
+        if n in found or n in limits
+    ]

@@ -12,6 +12,7 @@ from queue_service.api.problems import ERROR_RESPONSES, Problem
 from queue_service.api.schemas import BreakerOut, OutboundLimitOut, RateLimitOut, StopBody
 from queue_service.api.security import RATE_WINDOW_SECONDS, Admin, State, rate_limit_of
 from queue_service.api.state import ApiState
+from queue_service.runtime.outbound import read_states
 from queue_service.store import Store
 from queue_service.store.outbound import OutboundState
 from queue_service.store.ratelimits import RateLimitStore
@@ -118,33 +119,11 @@ async def _configured(state: ApiState, service: str) -> Store:
 
 
 async def _outbound_status(state: ApiState, service: str) -> OutboundLimitOut:
-    found = await Store(state.db).outbound_states(service)
-    if found:
-        return _outbound_out(found[0])
-    # No worker has called it yet: the configured bucket, full and closed.
-    limits, breaker = state.settings.outbound_limits[service], state.settings.breaker_policy
-    return OutboundLimitOut(
-        key=service,
-        kind="outbound",
-        size=limits.size,
-        refill_per_second=limits.refill_per_second,
-        tokens=limits.size,
-        max_in_flight=limits.max_in_flight,
-        in_flight=0,
-        stopped=False,
-        stopped_at=None,
-        stopped_by=None,
-        stop_reason=None,
-        breaker=BreakerOut(
-            state="closed",
-            consecutive_failures=0,
-            failures_to_open=breaker.failures,
-            open_seconds=breaker.open_seconds,
-            opened_at=None,
-            half_open_at=None,
-            last_failure=None,
-        ),
+    settings = state.settings
+    (found,) = await read_states(
+        Store(state.db), settings.outbound_limits, settings.breaker_policy, service
     )
+    return _outbound_out(found)
 
 
 def _outbound_out(s: OutboundState) -> OutboundLimitOut:
