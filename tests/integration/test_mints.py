@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 
 from queue_service.core.base58 import b58encode
@@ -20,6 +21,7 @@ from queue_service.core.jobs import JobStatus
 from queue_service.errors import InvalidPayloadError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
+from queue_service.store.db import API_ROLE, Database
 from tests.integration.conftest import Spawn, WorkerFactory, make_settings
 from tests.support.fake_minting import FakeMinting
 from tests.support.fake_solana import FakeSolana
@@ -381,3 +383,27 @@ async def test_a_worker_killed_after_the_minting_service_accepted_is_rescued_and
     assert minted is not None and (minted.state, minted.requests) == ("minted", 1)
     assert minted.mint_address == minting.mints[("t1", "tkt-1")].mint_address
     assert len(await follow_ups(runtime)) == 1
+
+
+async def test_the_api_role_reads_only_its_tenants_mints_and_writes_none(
+    runtime: Runtime, run_worker: WorkerFactory
+) -> None:
+    done = await runtime.manager.enqueue(mint_request())
+    run_worker(queues=("money",))
+    await wait_for(runtime, done.job_id, JobStatus.COMPLETED)
+
+    api = Database(runtime.conninfo, role=API_ROLE, min_size=1, max_size=2)
+    await api.open()
+    try:
+        for tenant, seen in (("t1", 1), ("t2", 0)):
+            async with api.tenant_transaction(tenant) as bound, bound.connection() as conn:
+                cur = await conn.execute("SELECT count(*) FROM mints")
+                assert await cur.fetchone() == (seen,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            async with api.tenant_transaction("t1") as bound, bound.connection() as conn:
+                await conn.execute("UPDATE mints SET state = 'failed'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            async with api.connection() as conn:
+                await conn.execute("DELETE FROM wallet_balances")
+    finally:
+        await api.close()
