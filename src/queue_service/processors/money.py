@@ -13,7 +13,12 @@ from pydantic import AfterValidator, Field, StringConstraints
 from queue_service.core.jobs import EnqueueRequest, Priority
 from queue_service.core.money import currency_code, provider_key
 from queue_service.core.retry import MONEY_RETRY
-from queue_service.errors import PermanentError, Snooze
+from queue_service.errors import (
+    InvalidPayloadError,
+    PermanentError,
+    Snooze,
+    UnknownJobTypeError,
+)
 from queue_service.processors.context import JobContext, JobTransaction
 
 # Integer minor units (cents), strictly: 10.5 or "1050" is a malformed request.
@@ -22,7 +27,14 @@ Currency = Annotated[
     str, StringConstraints(min_length=3, max_length=3), AfterValidator(currency_code)
 ]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-Email = Annotated[str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+# As strict as email.send's own check, so a payment is refused at enqueue
+# rather than its confirmation after the money moved.
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=254, pattern=r"^[^\s@<>()\[\],;:\"]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$"
+    ),
+]
 # A PaymentIntent (pi_) or a charge (ch_, py_): what a refund can name.
 TransactionId = Annotated[str, StringConstraints(pattern=r"^(pi|ch|py)_[A-Za-z0-9_]{1,200}$")]
 PaymentIntentId = Annotated[str, StringConstraints(pattern=r"^pi_[A-Za-z0-9_]{1,200}$")]
@@ -115,10 +127,11 @@ async def enqueue_follow_ups(
     payload: dict[str, Any],
     email: str | None,
     template: str,
-) -> None:
+) -> list[str]:
     """The confirmation email (when there is an address) and the webhook,
     inside the completing transaction: they exist only if the job completes.
-    Their keys come from the provider key, so no path sends them twice."""
+    Their keys come from the provider key, so no path sends them twice.
+    Returns the types of follow-ups that were refused (invalid, unknown)."""
     job = ctx.job
     common: dict[str, Any] = {
         "tenant_id": job.tenant_id,
@@ -126,9 +139,10 @@ async def enqueue_follow_ups(
         "request_id": job.request_id,
         "trace_context": job.trace_context,
     }
+    requests = []
     if email:
         context = {k: payload[k] for k in ("order_id", "amount", "currency")}
-        await tx.enqueue(
+        requests.append(
             EnqueueRequest(
                 type="email.send",
                 data={"to": email, "template": template, "context": context},
@@ -136,7 +150,7 @@ async def enqueue_follow_ups(
                 **common,
             )
         )
-    await tx.enqueue(
+    requests.append(
         EnqueueRequest(
             type="webhook.process",
             data={"event": event, "payload": payload, "endpoint": WEBHOOK_ENDPOINT},
@@ -144,3 +158,13 @@ async def enqueue_follow_ups(
             **common,
         )
     )
+    refused: list[str] = []
+    for request in requests:
+        try:
+            await tx.enqueue(request)
+        except (InvalidPayloadError, UnknownJobTypeError) as exc:
+            # Refused before any SQL (the transaction is intact): the money
+            # has moved, so its record must still commit; say so instead.
+            ctx.log.error("follow-up refused", follow_up=request.type, error=str(exc))
+            refused.append(request.type)
+    return refused

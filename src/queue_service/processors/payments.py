@@ -174,7 +174,7 @@ async def _record_paid(
             ctx.job.tenant_id, key, status, intent=intent.id, charge=intent.charge_id, conn=tx.conn
         )
         await lock.release(tx)
-        await enqueue_follow_ups(
+        refused = await enqueue_follow_ups(
             ctx,
             tx,
             key=key,
@@ -183,7 +183,7 @@ async def _record_paid(
             email=p.customer_email,
             template="payment_confirmation",
         )
-        tx.result = result
+        tx.result = {**result, "follow_ups_refused": refused} if refused else result
     ctx.log.info("payment recorded", order_id=p.order_id, payment_intent=intent.id, status=status)
     ctx.log.debug("payment amount", amount=p.amount, currency=p.currency)
     return None
@@ -261,7 +261,7 @@ async def _capture_locked(ctx: JobContext, p: CapturePayload, key: str, lock: Or
     async with ctx.transaction() as tx:
         await ctx.deps.store.money_payment_captured(ctx.job.tenant_id, intent.id, conn=tx.conn)
         await lock.release(tx)
-        await enqueue_follow_ups(
+        refused = await enqueue_follow_ups(
             ctx,
             tx,
             key=key,
@@ -270,7 +270,7 @@ async def _capture_locked(ctx: JobContext, p: CapturePayload, key: str, lock: Or
             email=None,
             template="payment_confirmation",
         )
-        tx.result = result
+        tx.result = {**result, "follow_ups_refused": refused} if refused else result
     ctx.log.info("payment captured", order_id=p.order_id, payment_intent=intent.id)
     return None
 

@@ -190,8 +190,9 @@ async def _complete(
             ctx.job.tenant_id, key, "succeeded", refund_id=refund_id, conn=tx.conn
         )
         await lock.release(tx)
+        refused: list[str] = []
         if notify:
-            await enqueue_follow_ups(
+            refused = await enqueue_follow_ups(
                 ctx,
                 tx,
                 key=key,
@@ -204,7 +205,7 @@ async def _complete(
                 email=p.customer_email,
                 template="refund_confirmation",
             )
-        tx.result = result
+        tx.result = {**result, "follow_ups_refused": refused} if refused else result
     ctx.log.info("refund recorded", order_id=p.order_id, refund=refund_id)
     ctx.log.debug("refund amount", amount=amount, currency=currency)
     return None
