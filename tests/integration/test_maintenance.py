@@ -111,3 +111,30 @@ async def test_the_leader_enqueues_each_maintenance_job_once_per_period(
         await leader.session.release()
     counts = await runtime.store.queue_counts()
     assert counts["background"].waiting == 2
+
+
+async def test_cleanup_forgets_old_delivery_records_and_sent_ledger_rows(
+    runtime: Runtime, run_worker: WorkerFactory, database_url: str
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for days in (31, 1):
+            conn.execute(
+                "INSERT INTO webhook_deliveries (tenant_id, job_id, webhook_id, target, attempt,"
+                " outcome, at) VALUES ('t1', gen_random_uuid(), 'msg_1', 'https://x/h', 1,"
+                " 'delivered', now() - make_interval(days => %s))",
+                (days,),
+            )
+        for key, days in (("old", 15), ("young", 1)):
+            conn.execute(
+                "INSERT INTO sent_messages (tenant_id, message_key, channel, job_id, provider,"
+                " provider_ref, sent_at) VALUES ('t1', %s, 'email', gen_random_uuid(), 'smtp',"
+                " '<m@x>', now() - make_interval(days => %s))",
+                (key, days),
+            )
+    report = await _run_system_job(runtime, run_worker, "cleanup.run")
+    assert isinstance(report, dict)
+    assert (report["webhook_deliveries"], report["sent_messages"]) == (1, 1)
+    with psycopg.connect(database_url) as conn:
+        keys = conn.execute("SELECT message_key FROM sent_messages").fetchall()
+        deliveries = conn.execute("SELECT count(*) FROM webhook_deliveries").fetchone()
+    assert keys == [("young",)] and deliveries == (1,)

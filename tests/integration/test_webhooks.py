@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID
 
+import orjson
 import pytest
 from standardwebhooks import Webhook
 
@@ -16,6 +17,7 @@ from queue_service.errors import InvalidPayloadError
 from queue_service.processors.analytics import PROCESSORS as ANALYTICS
 from queue_service.processors.registry import load_registry
 from queue_service.processors.webhooks import PROCESSORS as WEBHOOKS
+from queue_service.processors.webhooks import platform_event
 from queue_service.providers.webhooks import new_secret
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
@@ -246,6 +248,28 @@ async def test_an_endpoint_not_configured_fails_permanently_naming_the_fix(
     job = await run_until(runtime, run_worker, webhook("billing"), JobStatus.FAILED)
     assert job.attempts == 1
     assert "queue-service webhooks add --tenant acme billing URL" in (job.last_error or "")
+
+
+async def test_a_platform_event_for_a_tenant_without_a_default_endpoint_is_skipped(
+    runtime: Runtime, run_worker: WorkerFactory
+) -> None:
+    data = platform_event("payment.succeeded", {"order_id": "o-1"})
+    request = EnqueueRequest(type="webhook.process", data=data, tenant_id=TENANT)
+    job = await run_until(runtime, run_worker, request, JobStatus.COMPLETED)
+    assert job.result["skipped"] == "tenant has no endpoint 'default'"
+    assert await runtime.store.list_dead_letters(TENANT, 10) == []
+
+
+async def test_a_platform_event_goes_to_the_tenants_default_endpoint_when_it_has_one(
+    runtime: Runtime, run_worker: WorkerFactory, receiver: Receiver
+) -> None:
+    await runtime.store.add_webhook_endpoint(TENANT, "default", receiver.url, SECRET)
+    data = platform_event("payment.succeeded", {"order_id": "o-1"})
+    request = EnqueueRequest(type="webhook.process", data=data, tenant_id=TENANT)
+    await run_until(runtime, run_worker, request, JobStatus.COMPLETED)
+    [delivery] = receiver.deliveries
+    assert delivery.verified_by == [0]
+    assert orjson.loads(delivery.body)["type"] == "payment.succeeded"
 
 
 @pytest.mark.parametrize("runtime", [{"queue_service_env": "development"}], indirect=True)

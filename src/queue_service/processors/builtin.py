@@ -12,8 +12,17 @@ from queue_service.core.catalog import (
     QueueConfig,
 )
 from queue_service.core.jobs import Priority
+from queue_service.processors import (
+    analytics,
+    messages,
+    mints,
+    orders,
+    payments,
+    refunds,
+    reports,
+    webhooks,
+)
 from queue_service.processors.base import EmptyPayload, Payload, processor
-from queue_service.processors import reports
 from queue_service.processors.context import JobContext
 
 BENCH_QUEUE = QueueConfig("bench", concurrency=10)
@@ -23,6 +32,11 @@ MAX_BATCHES_PER_RUN = 200
 BATCH = 1000
 # HmacVerifier.nonce_retention_seconds for the 60 s window: 2 x 60 + 60.
 NONCE_RETENTION_SECONDS = 180.0
+# Delivery records are kept as long as finished webhook jobs (SPEC §8).
+WEBHOOK_DELIVERY_DAYS = 30
+# The sent-ledger must outlive every retry and rescue of its job (hours at
+# most); two weeks is ample, and twice the finished email jobs' window.
+SENT_LEDGER_DAYS = 14
 
 
 class NoopPayload(Payload):
@@ -70,6 +84,12 @@ async def cleanup(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
     dlq_days = ctx.deps.settings.queue_service_dlq_retention_days
     report["dead_letters"] = await _drain(lambda: store.purge_dead_letters(dlq_days, BATCH))
     report["events"] = await _drain(lambda: store.purge_events(EVENTS_GRACE_DAYS, BATCH))
+    report["webhook_deliveries"] = await _drain(
+        lambda: store.purge_webhook_deliveries(WEBHOOK_DELIVERY_DAYS, BATCH)
+    )
+    report["sent_messages"] = await _drain(
+        lambda: store.purge_sent_messages(SENT_LEDGER_DAYS, BATCH)
+    )
     return report
 
 
@@ -96,5 +116,12 @@ BUILTIN: list[object] = [
     noop,
     cleanup,
     run_maintenance,
+    *payments.PROCESSORS,
+    *refunds.PROCESSORS,
+    *mints.PROCESSORS,
+    *orders.PROCESSORS,
+    *messages.PROCESSORS,
+    *webhooks.PROCESSORS,
+    *analytics.PROCESSORS,
     *reports.PROCESSORS,
 ]

@@ -20,6 +20,7 @@ from queue_service.errors import (
     UnknownJobTypeError,
 )
 from queue_service.processors.context import JobContext, JobTransaction
+from queue_service.processors.webhooks import platform_event
 
 # Integer minor units (cents), strictly: 10.5 or "1050" is a malformed request.
 Amount = Annotated[int, Field(strict=True, gt=0, le=999_999_999_999)]
@@ -49,8 +50,6 @@ MONEY_OPTIONS: dict[str, Any] = {
     "idempotency_ttl_seconds": 7 * 86_400,
 }
 
-# The tenant's configured webhook endpoint that platform events go to.
-WEBHOOK_ENDPOINT = "default"
 # How long an order's lock outlives a silent holder: the job timeout (30 s)
 # plus the longest first backoffs, so the holder's own retry finds it still
 # held; a rescued or retried holder takes it back at once (same job id).
@@ -153,7 +152,7 @@ async def enqueue_follow_ups(
     requests.append(
         EnqueueRequest(
             type="webhook.process",
-            data={"event": event, "payload": payload, "endpoint": WEBHOOK_ENDPOINT},
+            data=platform_event(event, payload),
             idempotency_key=f"webhook:{event}:{key}",
             **common,
         )

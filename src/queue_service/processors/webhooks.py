@@ -22,8 +22,22 @@ from queue_service.providers.webhooks import (
 
 ENDPOINT_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 # A job that names a URL is signed with the secrets of this endpoint of its
-# tenant: the tenant's signing identity, configured like any endpoint.
+# tenant: the tenant's signing identity, configured like any endpoint. Platform
+# events (payments, refunds, fulfilled orders) go to it too, when configured.
 URL_SIGNING_ENDPOINT = "default"
+
+
+def platform_event(event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """webhook.process data for a platform event: to the tenant's default
+    endpoint if it has one, else nothing is sent (and nothing dead-lettered)."""
+    return {
+        "event": event,
+        "payload": payload,
+        "endpoint": URL_SIGNING_ENDPOINT,
+        "if_configured": True,
+    }
+
+
 # A 429 without Retry-After: come back after this, without using an attempt.
 DEFAULT_THROTTLE_SECONDS = 30.0
 _REJECTION_REASONS = {401: "authentication", 403: "forbidden", 404: "not_found"}
@@ -44,6 +58,10 @@ class WebhookPayload(Payload):
     payload: dict[str, Any]
     endpoint: str | None = Field(default=None, pattern=ENDPOINT_NAME)
     url: str | None = Field(default=None, max_length=2048)
+    # Platform events (a payment succeeded, an order was fulfilled) go to the
+    # tenant's endpoint only if it has configured one: a tenant that takes no
+    # webhooks must not collect a dead letter per event.
+    if_configured: bool = False
 
     @field_validator("url")
     @classmethod
@@ -91,6 +109,8 @@ async def process_webhook(ctx: JobContext, p: WebhookPayload) -> dict[str, Any]:
         result = webhooks.sink.accept(tenant, p.endpoint, p.event, msg_id)
         await _record(ctx, msg_id, p.endpoint, "(development sink)", result)
         return {"webhook_id": msg_id, "delivered_to": "development sink"}
+    if endpoint is None and p.if_configured:
+        return {"webhook_id": msg_id, "skipped": f"tenant has no endpoint {name!r}"}
     if endpoint is None:
         raise PermanentError(_missing(tenant, p.endpoint), reason="not_found")
     if p.endpoint is not None and not endpoint.enabled:

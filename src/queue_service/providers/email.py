@@ -1,6 +1,6 @@
 """Email: the narrow interface, messages built from the packaged templates
-with a Message-ID derived from a stable key, and the SMTP adapter
-(aiosmtplib) that maps SMTP replies to permanent or retryable errors."""
+with a Message-ID derived from a stable key, and the choice between the SMTP
+adapter (providers/smtp.py) and the development outbox."""
 
 from __future__ import annotations
 
@@ -9,13 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-import aiosmtplib
 import structlog
-from pydantic import SecretStr
 
-from queue_service.errors import PermanentError, RetryableError
 from queue_service.observability.redaction import redact_text
 from queue_service.providers.templates import render_email
 from queue_service.settings import Settings
@@ -97,78 +94,6 @@ def mask_address(address: str) -> str:
     return redact_text(address)
 
 
-class SmtpEmailProvider:
-    """Sends through an SMTP server, one connection per message (a pooled
-    connection would save a handshake but outlive server-side idle limits)."""
-
-    name = "smtp"
-    is_development = False
-
-    def __init__(
-        self,
-        *,
-        host: str,
-        port: int,
-        sender: str,
-        tls: Literal["starttls", "tls", "none"] = "starttls",
-        username: str | None = None,
-        password: SecretStr | None = None,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.sender = sender
-        self.tls = tls
-        self.username = username
-        self._password = password
-        self.timeout = timeout
-
-    async def send(self, email: OutgoingEmail) -> EmailReceipt:
-        password = self._password.get_secret_value() if self._password else None
-        try:
-            _, reply = await aiosmtplib.send(
-                to_mime(email, self.sender),
-                sender=self.sender,
-                recipients=[email.to],
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=password if self.username else None,
-                use_tls=self.tls == "tls",
-                start_tls=self.tls == "starttls",
-                timeout=self.timeout,
-            )
-        except Exception as exc:
-            raise smtp_error(exc) from None
-        return EmailReceipt(email.message_id, self.name, redact_text(reply))
-
-    async def aclose(self) -> None:
-        """Nothing held between messages."""
-
-
-def smtp_error(exc: Exception) -> Exception:
-    """The job error for an SMTP failure: 5xx replies and refused credentials
-    are permanent, 4xx replies and network trouble are worth a retry.
-    Server text is redacted: replies often quote the recipient."""
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
-        exc = exc.recipients[0]
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        text = f"SMTP {exc.code}: {redact_text(exc.message)}"
-        if exc.code < 500:
-            return RetryableError(text)
-        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-            return PermanentError(text, reason="authentication")
-        if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-            return PermanentError(text, reason="recipient_rejected")
-        return PermanentError(text, reason="rejected")
-    if isinstance(exc, aiosmtplib.SMTPNotSupported):
-        # e.g. STARTTLS required by SMTP_TLS but not offered: no retry fixes it.
-        return PermanentError(f"SMTP: {redact_text(str(exc))}", reason="configuration")
-    if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
-        return RetryableError(f"SMTP {type(exc).__name__}: {redact_text(str(exc))}")
-    return exc
-
-
 def status(settings: Settings) -> tuple[str, bool]:
     """(provider name, is development) as configured; builds nothing, reads no secret."""
     return ("smtp", False) if settings.smtp_host else ("outbox", True)
@@ -191,6 +116,8 @@ def build_email_provider(settings: Settings) -> EmailProvider:
         tls=settings.smtp_tls,
         auth=bool(settings.smtp_username),
     )
+    from queue_service.providers.smtp import SmtpEmailProvider
+
     return SmtpEmailProvider(
         host=settings.smtp_host,
         port=settings.smtp_port,

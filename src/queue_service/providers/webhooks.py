@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 import structlog
-from standardwebhooks import Webhook
 
 from queue_service.observability.redaction import redact_text
 from queue_service.providers.ssrf import (
@@ -181,6 +180,10 @@ class WebhookProvider:
 
     def sign(self, secrets: tuple[str, ...], msg_id: str, at: datetime, body: str) -> str:
         """``v1,<sig>`` for each secret, space-separated (two during a rotation)."""
+        # Imported where it signs: declaring webhook.process (the API, producers)
+        # never loads the signing library.
+        from standardwebhooks import Webhook
+
         return " ".join(Webhook(s).sign(msg_id, at, body) for s in secrets)
 
     async def deliver(

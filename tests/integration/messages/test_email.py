@@ -15,7 +15,8 @@ from structlog.testing import capture_logs
 
 from queue_service.core.jobs import JobStatus
 from queue_service.errors import InvalidPayloadError, PermanentError, RetryableError
-from queue_service.providers.email import SmtpEmailProvider, compose, message_id_for, smtp_error
+from queue_service.providers.email import compose, message_id_for
+from queue_service.providers.smtp import SmtpEmailProvider, smtp_error
 from queue_service.runtime.service import Runtime
 from tests.integration.conftest import WorkerFactory
 from tests.integration.messages.conftest import SENDER, email_job, reaches

@@ -4,11 +4,13 @@ checked before rendering so bad data is a PermanentError, never a crash."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 from queue_service.core.money import currency_code, format_minor
 from queue_service.errors import PermanentError
@@ -55,19 +57,27 @@ class RenderedEmail:
     html: str
 
 
-_html = jinja2.Environment(
-    loader=jinja2.PackageLoader("queue_service.providers", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
-# Text parts and subjects are not HTML: escaping would show "&lt;" to readers.
-_text = jinja2.Environment(
-    loader=jinja2.PackageLoader("queue_service.providers", "templates"),
-    autoescape=False,  # noqa: S701 (text/plain and a header, never HTML)
-    undefined=jinja2.StrictUndefined,
-    keep_trailing_newline=True,
-)
+@functools.cache
+def _environments() -> tuple[jinja2.Environment, jinja2.Environment]:
+    """The HTML and the text environment, made on first render: declaring
+    email.send (the API, producers) never loads Jinja2."""
+    import jinja2
+
+    loader = jinja2.PackageLoader("queue_service.providers", "templates")
+    html = jinja2.Environment(
+        loader=loader,
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    # Text parts and subjects are not HTML: escaping would show "&lt;" to readers.
+    text = jinja2.Environment(
+        loader=loader,
+        autoescape=False,  # noqa: S701 (text/plain and a header, never HTML)
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    return html, text
 
 
 def missing_keys(template: str, context: Mapping[str, Any]) -> list[str]:
@@ -116,7 +126,10 @@ def _prepare(template: str, context: Mapping[str, Any]) -> dict[str, Any]:
 def render_email(template: str, context: Mapping[str, Any]) -> RenderedEmail:
     """Subject, text and HTML of ``template``; PermanentError (validation) when
     the context cannot fill it."""
+    import jinja2
+
     values = _prepare(template, context)
+    _html, _text = _environments()
     try:
         subject = _text.from_string(SPECS[template].subject).render(values)
         text = _text.get_template(f"{template}.txt").render(values)
