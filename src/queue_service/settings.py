@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     queue_service_rate_limit_read_per_minute: int = Field(default=12000, ge=1)
     queue_service_rate_limit_user_share: float = Field(default=0.5, gt=0, le=1)
 
+    # Tenants whose admins may stop and reset the outbound limits every tenant
+    # shares (comma-separated); with none, only the CLI may.
+    queue_service_platform_operator_tenants: str = ""
+
     # Providers (SPEC §7, §10). Unset credentials select the development
     # provider, which says so in the log and in /health/ready; production
     # refuses to start with one in use.
@@ -255,6 +259,12 @@ class Settings(BaseSettings):
     @property
     def is_development(self) -> bool:
         return self.queue_service_env == "development"
+
+    @property
+    def platform_operator_tenants(self) -> frozenset[str]:
+        return frozenset(
+            t.strip() for t in self.queue_service_platform_operator_tenants.split(",") if t.strip()
+        )
 
     @property
     def allowed_services(self) -> frozenset[str]:

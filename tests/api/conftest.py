@@ -50,6 +50,8 @@ def make_api_settings(database_url: str, **overrides: Any) -> Settings:
         "queue_service_poll_interval_seconds": 0.2,
         "queue_service_shutdown_grace_seconds": 2,
         "queue_service_pool_size": 10,
+        # TENANT's admins operate the platform's shared outbound limits.
+        "queue_service_platform_operator_tenants": TENANT,
     }
     values.update(overrides)
     return Settings(**values)

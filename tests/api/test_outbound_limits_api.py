@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from queue_service.errors import RetryableError, Snooze
-from tests.api.conftest import TENANT, Api
+from tests.api.conftest import OTHER_TENANT, TENANT, Api
 
 
 async def get_status(api: Api, key: str) -> dict[str, Any]:
@@ -103,3 +103,15 @@ async def test_a_non_admin_cannot_stop_a_service(api: Api) -> None:
     )
     assert response.status_code == 403
     assert (await get_status(api, "stripe"))["stopped"] is False
+
+
+async def test_only_a_platform_operator_may_stop_or_reset_a_bucket_every_tenant_shares(
+    api: Api,
+) -> None:
+    other_admin = api.auth("a9", OTHER_TENANT, "admin")
+    for path in ("/rate-limits/stop/stripe", "/rate-limits/reset/stripe"):
+        response = await api.client.post(path, headers=other_admin)
+        assert response.status_code == 403, response.text
+        assert "QUEUE_SERVICE_PLATFORM_OPERATOR_TENANTS" in response.json()["detail"]
+    status = await api.client.get("/rate-limits/status/stripe", headers=other_admin)
+    assert status.status_code == 200 and status.json()["stopped"] is False

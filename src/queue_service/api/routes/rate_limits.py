@@ -55,6 +55,7 @@ async def status(caller: Admin, state: State, key: str = KeyPath) -> LimitOut:
 )
 async def reset(caller: Admin, state: State, key: str = KeyPath) -> LimitOut:
     if key in state.settings.outbound_limits:
+        _platform_operator(state, caller)
         store = await _configured(state, key)
         await store.outbound_reset(key)
         return await _outbound_status(state, key)
@@ -92,9 +93,22 @@ async def stop(
             f"no outbound service {key!r}; services are "
             f"{', '.join(sorted(state.settings.outbound_limits))}",
         )
+    _platform_operator(state, caller)
     store = await _configured(state, key)
     await store.outbound_stop(key, _who(caller), body.reason if body else None)
     return await _outbound_status(state, key)
+
+
+def _platform_operator(state: ApiState, caller: Principal) -> None:
+    """An outbound bucket is every tenant's: stopping or resetting it is for
+    the platform's operators, not any tenant's admin."""
+    if caller.tenant_id not in state.settings.platform_operator_tenants:
+        raise Problem(
+            403,
+            "outbound limits are shared by every tenant: stop or reset them with"
+            " `queue-service rate-limits`, or as an admin of a tenant listed in"
+            " QUEUE_SERVICE_PLATFORM_OPERATOR_TENANTS",
+        )
 
 
 def _unknown(state: ApiState, key: str) -> str:
