@@ -535,6 +535,30 @@ def rate_limits_reset(
 
 
 @app.command()
+def demo(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="A running service to drive (default: start one on a fresh embedded"
+            " database with development providers)"
+        ),
+    ] = None,
+    orders: Annotated[int, typer.Option(min=1, max=500, help="Orders to place")] = 12,
+    timeout: Annotated[float, typer.Option(min=10, help="Give up after this many seconds")] = 180,
+) -> None:
+    """Run a realistic order flow (payments, fulfilment, mints, emails, webhooks,
+    analytics, refunds) through the HTTP API, with a live progress display."""
+    from queue_service.demo import DemoError, run_demo
+
+    settings = _settings()
+    try:
+        run_demo(settings, url, orders, timeout, out)
+    except DemoError as exc:
+        err.print(f"[red]error[/red]: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def bench(
     workload: Annotated[
         str, typer.Option(help="enqueue-single | enqueue-batch | drain | latency | http-enqueue")
