@@ -28,7 +28,9 @@ from queue_service.store import baseline
 from queue_service.store.databases import create_database, drop_database
 from queue_service.store.migrate import apply_migrations
 
-Workload = Literal["enqueue-single", "enqueue-batch", "drain", "latency", "http-enqueue"]
+Workload = Literal[
+    "enqueue-single", "enqueue-batch", "drain", "latency", "http-enqueue", "payments"
+]
 WORKLOADS: tuple[Workload, ...] = get_args(Workload)
 BENCH_DB = "queue_service_bench"
 BASELINE_DB = "queue_service_bench_raw"
@@ -62,7 +64,7 @@ def run_bench(
     report: dict[str, Any] = {"workload": opts.workload, "server": _server_version(admin_conninfo)}
     enqueueing = opts.workload in ("enqueue-single", "enqueue-batch")
     raw: str | None = None
-    if opts.baseline and opts.workload not in ("latency", "http-enqueue"):
+    if opts.baseline and opts.workload not in ("latency", "http-enqueue", "payments"):
         raw = create_database(admin_conninfo, BASELINE_DB)
     try:
         if raw is not None:
@@ -72,6 +74,10 @@ def run_bench(
                 report["baseline_rate"] = _baseline_drain(raw, opts)
         conninfo = create_database(admin_conninfo, BENCH_DB)
         apply_migrations(conninfo)
+        if opts.workload == "payments":
+            from queue_service.bench_payments import run_payments
+
+            return report | run_payments(settings, conninfo, opts.jobs, progress)
         progress(
             f"queue-service: {opts.workload}"
             + (" (sync producer)" if opts.sync else "")

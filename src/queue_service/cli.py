@@ -561,7 +561,11 @@ def demo(
 @app.command()
 def bench(
     workload: Annotated[
-        str, typer.Option(help="enqueue-single | enqueue-batch | drain | latency | http-enqueue")
+        str,
+        typer.Option(
+            help="enqueue-single | enqueue-batch | drain | latency | http-enqueue | payments"
+            " (payments: 3 worker processes against a local Stripe; try --jobs 300)"
+        ),
     ] = "drain",
     jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue or drain")] = 20_000,
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="Batch size")] = 1000,

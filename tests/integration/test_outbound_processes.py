@@ -11,7 +11,7 @@ import orjson
 import psycopg
 import pytest
 
-from queue_service.core.buckets import BucketLimits, window_allowance
+from queue_service.core.buckets import BucketLimits, worst_window
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from tests.integration.conftest import Spawn, make_settings
@@ -48,20 +48,6 @@ async def runtime(database_url: str) -> AsyncIterator[Runtime]:
         yield rt
 
 
-def worst_window(arrivals: list[float]) -> tuple[int, float, float]:
-    """The window [arrivals[i], arrivals[j]] whose count most exceeds what the
-    bucket allows: (count, seconds, excess)."""
-    worst = (0, 0.0, float("-inf"))
-    for i, start in enumerate(arrivals):
-        for j in range(i, len(arrivals)):
-            seconds = arrivals[j] - start
-            count = j - i + 1
-            excess = count - window_allowance(BUCKET, seconds + SLACK_SECONDS)
-            if excess > worst[2]:
-                worst = (count, seconds, excess)
-    return worst
-
-
 async def test_three_worker_processes_never_exceed_the_shared_bucket_and_finish_every_job(
     runtime: Runtime, spawn: Spawn
 ) -> None:
@@ -89,7 +75,7 @@ async def test_three_worker_processes_never_exceed_the_shared_bucket_and_finish_
 
     arrivals = server.arrivals
     assert len(arrivals) == JOBS  # one request per job: no call was made twice
-    count, seconds, excess = worst_window(arrivals)
+    count, seconds, excess = worst_window(BUCKET, arrivals, SLACK_SECONDS)
     assert excess <= 0, f"{count} requests within {seconds:.3f} s"
     assert server.max_in_progress <= BUCKET.max_in_flight
     counts = (await runtime.store.queue_counts("t1"))["test"]

@@ -66,6 +66,24 @@ def window_allowance(limits: BucketLimits, window_seconds: float) -> float:
     return limits.size + limits.refill_per_second * max(0.0, window_seconds)
 
 
+def worst_window(
+    limits: BucketLimits, arrivals: list[float], slack_seconds: float = 0.0
+) -> tuple[int, float, float]:
+    """Of every interval between two arrivals (sorted seconds), the one whose
+    count most exceeds what the bucket allows, ``slack_seconds`` widening each
+    (clock skew between who granted and who saw): (count, seconds, excess).
+    An excess above 0 means the bucket did not hold."""
+    worst = (0, 0.0, float("-inf"))
+    for i, start in enumerate(arrivals):
+        for j in range(i, len(arrivals)):
+            seconds = arrivals[j] - start
+            count = j - i + 1
+            excess = count - window_allowance(limits, seconds + slack_seconds)
+            if excess > worst[2]:
+                worst = (count, seconds, excess)
+    return worst
+
+
 # SPEC §5 for stripe, solana and internal; twilio, smtp and webhooks are ours
 # (README, decision 0009): twilio's REST API takes bursts and queues messages
 # per sending number; SMTP relays throttle connections more than messages;

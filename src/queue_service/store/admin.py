@@ -295,6 +295,12 @@ class AdminStore:
             assert row is not None
             return row[0], row[1], int(row[2])
 
+    async def bench_event_count(self, job_type: str, event: str) -> int:
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["bench_event_count"], {"type": job_type, "event": event})
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+
     async def bench_latencies(self, job_type: str) -> list[float]:
         async with self.db.connection() as c:
             cur = await c.execute(Q["bench_latencies"], {"type": job_type})

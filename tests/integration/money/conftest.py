@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from queue_service.runtime.service import Runtime, open_runtime
+from queue_service.testing.stripe import FakeStripe
 from tests.integration.conftest import make_settings
-from tests.support.fake_stripe import FakeStripe
 from tests.support.money import TEST_STRIPE_KEY, money_processors
 
 

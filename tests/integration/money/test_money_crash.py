@@ -11,8 +11,8 @@ import pytest
 
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.service import Runtime
+from queue_service.testing.stripe import FakeStripe, Request
 from tests.integration.conftest import Spawn
-from tests.support.fake_stripe import FakeStripe, Request
 from tests.support.money import (
     MONEY_PROCESSOR_PATHS,
     TEST_STRIPE_KEY,

@@ -8,8 +8,8 @@ from collections import Counter
 
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.service import Runtime
+from queue_service.testing.stripe import FakeStripe
 from tests.integration.conftest import WorkerFactory
-from tests.support.fake_stripe import FakeStripe
 from tests.support.money import follow_ups, refund, rows, run_to_end
 
 REFUNDS = "/v1/refunds"

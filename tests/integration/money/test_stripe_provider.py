@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from queue_service.errors import JobError, PermanentError, RetryableError, Snooze
 from queue_service.providers.stripe import StripeProvider
-from tests.support.fake_stripe import FakeStripe
+from queue_service.testing.stripe import FakeStripe
 from tests.support.money import TEST_STRIPE_KEY
 
 

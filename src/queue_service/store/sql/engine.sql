@@ -658,6 +658,13 @@ SELECT now()
 SELECT min(started_at), max(finished_at), count(*)
 FROM finished_jobs WHERE type = %(type)s AND status = 'completed'
 
+-- name: bench_event_count
+-- How many history events of a kind (e.g. snoozed) the finished jobs of a
+-- type had: the payments benchmark's count of bucket waits.
+SELECT count(*)
+FROM job_events e JOIN finished_jobs f ON f.id = e.job_id
+WHERE f.type = %(type)s AND e.event = %(event)s
+
 -- name: bench_latencies
 -- Enqueue-to-start of each attempt of a type, in milliseconds.
 SELECT extract(epoch FROM started_at - created_at) * 1000

@@ -1,7 +1,8 @@
-"""A Stripe-shaped HTTP server on loopback for tests: the subset of the REST
-API our adapter calls (form-encoded, Bearer sk_test_, Idempotency-Key with
-Stripe's replay / conflict / 24 h expiry), recording every request, with
-faults to inject. A real socket, so worker processes can use it too."""
+"""A Stripe-shaped HTTP server on loopback, for the tests and `bench --workload
+payments`: the subset of the REST API our adapter calls (form-encoded, Bearer
+sk_test_, Idempotency-Key with Stripe's replay / conflict / 24 h expiry),
+recording every request, with faults to inject. A real socket, so worker
+processes can use it too."""
 
 from __future__ import annotations
 
