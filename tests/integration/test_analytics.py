@@ -14,7 +14,7 @@ from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.settings import Settings
 from tests.integration.conftest import WorkerFactory, make_settings
-from tests.integration.test_webhooks import own_processors, wait_for
+from tests.integration.test_webhooks import wait_for
 from tests.support.analytics_server import FakeAnalytics
 from tests.support.waiting import eventually
 
@@ -33,7 +33,7 @@ async def runtime(database_url: str, analytics: FakeAnalytics) -> AsyncIterator[
     settings = make_settings(
         database_url, analytics_service_url=analytics.url, internal_hmac_secret=SECRET
     )
-    async with open_runtime(settings, database_url, extra_processors=own_processors()) as rt:
+    async with open_runtime(settings, database_url) as rt:
         yield rt
 
 

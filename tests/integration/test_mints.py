@@ -25,7 +25,6 @@ from queue_service.store.db import API_ROLE, Database
 from tests.integration.conftest import Spawn, WorkerFactory, make_settings
 from tests.support.fake_minting import FakeMinting
 from tests.support.fake_solana import FakeSolana
-from tests.support.mint_jobs import MINT_TEST_PROCESSORS
 from tests.support.waiting import eventually
 
 SECRET = "mint-test-secret-0123456789abcdef-0123456789"
@@ -48,7 +47,6 @@ def minting() -> Iterator[FakeMinting]:
 def provider_env(solana: FakeSolana, minting: FakeMinting) -> dict[str, str]:
     """The environment of a worker process that mints against the fakes."""
     return {
-        "QUEUE_SERVICE_PROCESSORS": "tests.support.mint_jobs:MINT_TEST_PROCESSORS",
         "SOLANA_RPC_URL": solana.url,
         "SOLANA_WALLET_ADDRESS": MINTING_WALLET,
         "MINTING_SERVICE_URL": minting.url,
@@ -68,7 +66,7 @@ async def runtime(
         minting_service_url=minting.url,
         internal_hmac_secret=SECRET,
     )
-    async with open_runtime(settings, database_url, extra_processors=MINT_TEST_PROCESSORS) as rt:
+    async with open_runtime(settings, database_url) as rt:
         yield rt
 
 

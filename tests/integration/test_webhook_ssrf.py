@@ -22,7 +22,7 @@ from queue_service.providers.webhooks import new_secret
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from tests.integration.conftest import WorkerFactory, make_settings
-from tests.integration.test_webhooks import own_processors, wait_for
+from tests.integration.test_webhooks import wait_for
 from tests.support.webhook_receiver import Canary, ipv6_loopback_available
 
 TENANT = "acme"
@@ -80,7 +80,7 @@ async def runtime(database_url: str) -> AsyncIterator[Runtime]:
     # The allow-list opens 127.0.0.1 to configured endpoints only: a URL in a
     # job must still be refused there.
     settings = make_settings(database_url, queue_service_webhook_allow_private_cidrs="127.0.0.1/32")
-    async with open_runtime(settings, database_url, extra_processors=own_processors()) as rt:
+    async with open_runtime(settings, database_url) as rt:
         yield rt
 
 

@@ -14,9 +14,6 @@ from standardwebhooks import Webhook
 
 from queue_service.core.jobs import Job, JobStatus
 from queue_service.errors import InvalidPayloadError
-from queue_service.processors.analytics import PROCESSORS as ANALYTICS
-from queue_service.processors.registry import load_registry
-from queue_service.processors.webhooks import PROCESSORS as WEBHOOKS
 from queue_service.processors.webhooks import platform_event
 from queue_service.providers.webhooks import new_secret
 from queue_service.runtime.manager import EnqueueRequest
@@ -30,12 +27,6 @@ NEXT_SECRET = new_secret()
 TENANT = "acme"
 
 
-def own_processors() -> list[object]:
-    """This package's job types, unless the entry points already bring them."""
-    known = set(load_registry().job_types)
-    return [p for p in [*WEBHOOKS, *ANALYTICS] if getattr(p, "job_type", None) not in known]
-
-
 @pytest.fixture
 async def runtime(database_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
     # Configured endpoints may reach 127.0.0.1 (the receivers); nothing else
@@ -46,7 +37,7 @@ async def runtime(database_url: str, request: pytest.FixtureRequest) -> AsyncIte
         **getattr(request, "param", {}),
     }
     settings = make_settings(database_url, **overrides)
-    async with open_runtime(settings, database_url, extra_processors=own_processors()) as rt:
+    async with open_runtime(settings, database_url) as rt:
         yield rt
 
 

@@ -1,6 +1,4 @@
-"""Money-test helpers: stand-ins for the follow-up job types (until their real
-processors are in the registry), the processor paths a worker process loads,
-and ledger / follow-up readers."""
+"""Money-test helpers: payment and refund requests, ledger and follow-up readers."""
 
 from __future__ import annotations
 
@@ -9,63 +7,10 @@ from typing import Any
 from uuid import UUID
 
 from queue_service.core.jobs import EnqueueRequest, JobStatus
-from queue_service.processors.base import Payload, processor
-from queue_service.processors.context import JobContext
-from queue_service.processors.registry import load_registry
 from queue_service.runtime.service import Runtime
 from tests.support.waiting import eventually
 
 TEST_STRIPE_KEY = "sk_test_queue_service_fake"
-
-
-class EmailStandIn(Payload):
-    to: str
-    template: str
-    context: dict[str, Any] = {}
-
-
-class WebhookStandIn(Payload):
-    event: str
-    payload: dict[str, Any]
-    endpoint: str | None = None
-    url: str | None = None
-
-
-@processor("email.send", payload=EmailStandIn, queue="communication")
-async def email_stand_in(ctx: JobContext, p: EmailStandIn) -> None:
-    """Accepts the follow-up; the money tests only check that it was enqueued."""
-
-
-@processor("webhook.process", payload=WebhookStandIn, queue="communication")
-async def webhook_stand_in(ctx: JobContext, p: WebhookStandIn) -> None:
-    """Accepts the follow-up; the money tests only check that it was enqueued."""
-
-
-def _stand_ins() -> list[object]:
-    # Once the real email.send / webhook.process are in the registry (entry
-    # point), a second definition would be refused: use theirs.
-    known = set(load_registry().job_types)
-    return [p for p in (email_stand_in, webhook_stand_in) if p.job_type not in known]
-
-
-STAND_INS: list[object] = _stand_ins()
-MONEY_PROCESSOR_PATHS = ",".join(
-    [
-        "queue_service.processors.payments:PROCESSORS",
-        "queue_service.processors.refunds:PROCESSORS",
-        "tests.support.money:STAND_INS",
-    ]
-)
-
-
-def money_processors() -> list[object]:
-    from queue_service.processors.payments import PROCESSORS as PAYMENTS
-    from queue_service.processors.refunds import PROCESSORS as REFUNDS
-
-    known = set(load_registry().job_types)
-    return [p for p in [*PAYMENTS, *REFUNDS] if getattr(p, "job_type", None) not in known] + list(
-        STAND_INS
-    )
 
 
 async def rows(runtime: Runtime, query: Any, params: dict[str, Any] | None = None) -> list[Any]:

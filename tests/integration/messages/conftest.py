@@ -10,8 +10,6 @@ from uuid import UUID
 import pytest
 
 from queue_service.core.jobs import Job, JobStatus
-from queue_service.processors.messages import PROCESSORS
-from queue_service.processors.registry import load_registry
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from tests.integration.conftest import make_settings
@@ -20,12 +18,6 @@ from tests.support.smtp_server import SmtpServer, smtp_server
 from tests.support.waiting import eventually
 
 SENDER = "tickets@example.org"
-
-
-def message_processors() -> list[object]:
-    """Our job types, unless an entry point already registers them."""
-    registered = load_registry().job_types
-    return [] if "email.send" in registered else PROCESSORS
 
 
 @pytest.fixture
@@ -61,7 +53,7 @@ async def runtime(
         twilio_api_base=twilio.base_url,
         queue_service_outbox_dir=tmp_path / "outbox",
     )
-    async with open_runtime(settings, database_url, extra_processors=message_processors()) as rt:
+    async with open_runtime(settings, database_url) as rt:
         yield rt
 
 

@@ -20,7 +20,7 @@ import pytest
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.service import Runtime
 from tests.integration.conftest import Spawn, WorkerFactory
-from tests.integration.messages.conftest import SENDER, email_job, message_processors, reaches
+from tests.integration.messages.conftest import SENDER, email_job, reaches
 from tests.support.smtp_server import SmtpServer
 from tests.support.waiting import eventually
 
@@ -45,13 +45,11 @@ async def test_a_worker_killed_after_the_smtp_accept_sends_the_email_exactly_onc
 
     smtp.handler.after_accept = hold_the_reply
     done = await runtime.manager.enqueue(email_job(to="jane.doe@example.com", key="crash"))
-    paths = "" if not message_processors() else "queue_service.processors.messages:PROCESSORS"
     doomed = spawn(
         "worker",
         "--queues",
         "communication",
         QUEUE_SERVICE_WORKER_ID="doomed",
-        QUEUE_SERVICE_PROCESSORS=paths,
         SMTP_FROM=SENDER,
         **smtp.env(),
     )

@@ -10,7 +10,7 @@ import pytest
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.testing.stripe import FakeStripe
 from tests.integration.conftest import make_settings
-from tests.support.money import TEST_STRIPE_KEY, money_processors
+from tests.support.money import TEST_STRIPE_KEY
 
 
 @pytest.fixture
@@ -27,5 +27,5 @@ async def runtime(
     """Replaces the engine's ``runtime`` fixture (so ``run_worker`` uses it)."""
     monkeypatch.setenv("STRIPE_SECRET_KEY", TEST_STRIPE_KEY)
     settings = make_settings(database_url, stripe_api_base=fake_stripe.url)
-    async with open_runtime(settings, database_url, extra_processors=money_processors()) as rt:
+    async with open_runtime(settings, database_url) as rt:
         yield rt

@@ -14,7 +14,6 @@ from queue_service.runtime.service import Runtime
 from queue_service.testing.stripe import FakeStripe, Request
 from tests.integration.conftest import Spawn
 from tests.support.money import (
-    MONEY_PROCESSOR_PATHS,
     TEST_STRIPE_KEY,
     payment,
     payment_ledger,
@@ -29,7 +28,6 @@ pytestmark = pytest.mark.slow
 
 def worker_env(fake: FakeStripe) -> dict[str, str]:
     return {
-        "QUEUE_SERVICE_PROCESSORS": MONEY_PROCESSOR_PATHS,
         "STRIPE_API_BASE": fake.url,
         "STRIPE_SECRET_KEY": TEST_STRIPE_KEY,
     }

@@ -1,0 +1,31 @@
+"""The ``queue-service`` command line: the app (cli/app.py) and its commands,
+one module per area."""
+
+from __future__ import annotations
+
+from queue_service.cli import jobs, limits, service, tools, webhooks
+from queue_service.cli.app import app
+
+# `--help` lists the commands in the order an operator meets them.
+ORDER = (
+    "serve",
+    "api",
+    "worker",
+    "migrate",
+    "status",
+    "enqueue",
+    "pause",
+    "resume",
+    "demo",
+    "bench",
+    "token",
+)
+app.registered_commands.sort(
+    key=lambda c: ORDER.index(c.name or c.callback.__name__) if c.callback else len(ORDER)
+)
+
+__all__ = ["app", "jobs", "limits", "main", "service", "tools", "webhooks"]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,90 @@
+"""The command line's root: the typer app, its sub-apps, the consoles, and how
+a command gets its settings, database and runtime with clear one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import structlog
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from queue_service.errors import QueueServiceError
+from queue_service.runtime.service import (
+    Runtime,
+    open_runtime,
+)
+from queue_service.settings import Settings, load_settings
+from queue_service.store.migrate import apply_migrations
+
+app = typer.Typer(
+    help="queue-service: a durable PostgreSQL job queue.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Dead-letter queue: list, replay, delete.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+rate_limits_app = typer.Typer(
+    help="Outbound rate limits: status, emergency stop, reset.", no_args_is_help=True
+)
+app.add_typer(rate_limits_app, name="rate-limits")
+webhooks_app = typer.Typer(
+    help="Webhook endpoints per tenant: list, add, remove, enable, rotate.", no_args_is_help=True
+)
+app.add_typer(webhooks_app, name="webhooks")
+# Piped output (CI logs, files) gets room for the whole table, not 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+T = TypeVar("T")
+log = structlog.get_logger("queue_service.cli")
+
+
+def load_cli_settings() -> Settings:
+    try:
+        return load_settings()
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            name = ".".join(str(p) for p in e["loc"]).upper()
+            err.print(f"[red]configuration error[/red]: {name}: {e['msg']}")
+        raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def cli_database(settings: Settings, *, migrate: bool | None = None) -> Iterator[str]:
+    from queue_service.store.embedded import database_conninfo
+
+    with database_conninfo(settings) as conninfo:
+        if migrate if migrate is not None else settings.queue_service_auto_migrate:
+            applied = apply_migrations(conninfo)
+            if applied:
+                err.print(f"applied migrations: {', '.join(applied)}")
+        yield conninfo
+
+
+def configure_cli_logging(settings: Settings, *, quiet: bool = False) -> None:
+    from queue_service.observability.logging import configure_logging
+
+    level = "warning" if quiet else settings.queue_service_log_level
+    configure_logging(level, json=not sys.stderr.isatty(), stream=sys.stderr)
+
+
+def run_on_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True) -> T:
+    """Open the database and run ``fn``; errors become one clear line."""
+    settings = load_cli_settings()
+    configure_cli_logging(settings, quiet=quiet)
+
+    async def main(conninfo: str) -> T:
+        async with open_runtime(settings, conninfo, pool_size=4) as runtime:
+            return await fn(runtime)
+
+    try:
+        with cli_database(settings) as conninfo:
+            return asyncio.run(main(conninfo))
+    except QueueServiceError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None

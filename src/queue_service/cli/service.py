@@ -1,0 +1,189 @@
+"""Running the service: serve, api, worker; and migrate and token."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Annotated
+
+import typer
+
+from queue_service.api.app import create_app
+from queue_service.api.server import serve_http
+from queue_service.api.state import ConfigurationError, build_api_state
+from queue_service.cli.app import (
+    app,
+    cli_database,
+    configure_cli_logging,
+    err,
+    load_cli_settings,
+    log,
+    out,
+)
+from queue_service.errors import QueueServiceError
+from queue_service.providers.status import production_refusal, provider_statuses
+from queue_service.runtime.service import (
+    freeze_startup_heap,
+    install_signal_handlers,
+    loop_factory,
+    open_runtime,
+    run_until_stopped,
+)
+from queue_service.settings import Settings
+from queue_service.store.migrate import apply_migrations
+
+
+def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool) -> None:
+    settings = load_cli_settings()
+    configure_cli_logging(settings)
+    if workers:
+        _check_providers(settings)
+
+    async def main(conninfo: str) -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        async with open_runtime(settings, conninfo) as runtime:
+            for name in queues or []:
+                runtime.registry.queue(name)
+            tasks = []
+            state = None
+            if http:
+                state = build_api_state(settings, runtime)
+                await state.open()
+                tasks.append(
+                    asyncio.create_task(
+                        serve_http(
+                            create_app(state),
+                            settings.queue_service_host,
+                            settings.queue_service_port,
+                            stop,
+                        )
+                    )
+                )
+            if workers:
+                tasks.append(
+                    asyncio.create_task(
+                        run_until_stopped(runtime, stop, queues=queues, leader=leader)
+                    )
+                )
+            if state is not None:
+                state.started = True
+            freeze_startup_heap()
+            try:
+                await _first_failure(tasks, stop)
+            finally:
+                if state is not None:
+                    await state.close()
+
+    try:
+        with (
+            cli_database(settings) as conninfo,
+            asyncio.Runner(loop_factory=loop_factory(settings)) as r,
+        ):
+            r.run(main(conninfo))
+    except (QueueServiceError, ConfigurationError) as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _check_providers(settings: Settings) -> None:
+    """A process that runs jobs says what serves each kind of outside work, and
+    in production refuses to run any on a development stand-in."""
+    refusal = production_refusal(settings)
+    if refusal is not None:
+        err.print(f"[red]error[/red]: {refusal}", soft_wrap=True)
+        raise typer.Exit(2)
+    for p in provider_statuses(settings):
+        if p.development:
+            log.warning(
+                "development provider in use: not for production",
+                kind=p.kind,
+                provider=p.name,
+                configure=p.configure,
+            )
+        else:
+            log.info("provider configured", kind=p.kind, provider=p.name)
+
+
+async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
+    """Run until every task ends; one failing stops the others (drained)."""
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task.exception() is not None:
+                stop.set()
+                await asyncio.gather(*pending, return_exceptions=True)
+                raise task.exception()  # type: ignore[misc]
+
+
+@app.command()
+def serve() -> None:
+    """Run the HTTP API, workers for every queue and the leader duties (the default)."""
+    _serve(None, leader=True, workers=True, http=True)
+
+
+@app.command()
+def api() -> None:
+    """Run the HTTP API only."""
+    _serve(None, leader=False, workers=False, http=True)
+
+
+@app.command()
+def worker(
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: all)")
+    ] = None,
+) -> None:
+    """Run workers only (no leader duties, no HTTP API)."""
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    _serve(names, leader=False, workers=True, http=False)
+
+
+@app.command()
+def token(
+    sub: Annotated[str, typer.Option(help="Subject (user id)")],
+    tenant: Annotated[str, typer.Option(help="Tenant id")],
+    role: Annotated[list[str], typer.Option(help="admin, venue_admin or user (repeatable)")],
+    ttl: Annotated[int, typer.Option(min=60, max=86_400 * 30, help="Seconds")] = 3600,
+) -> None:
+    """Print a development token signed with this server's HS256 key."""
+    from queue_service.api.auth.tokens import mint_token
+    from queue_service.api.state import dev_secret
+
+    settings = load_cli_settings()
+    if settings.jwt_secret is not None:
+        secret = settings.jwt_secret.get_secret_value()
+    elif settings.is_development:
+        secret = dev_secret(settings.data_dir)
+    else:
+        err.print(
+            "[red]error[/red]: `token` is for development: set QUEUE_SERVICE_ENV="
+            "development, or JWT_SECRET to sign with the configured key"
+        )
+        raise typer.Exit(2)
+    try:
+        sys.stdout.write(
+            mint_token(
+                secret,
+                subject=sub,
+                tenant_id=tenant,
+                roles=role,  # type: ignore[arg-type]
+                ttl_seconds=ttl,
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+            )
+            + "\n"
+        )
+    except ValueError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending schema migrations and exit."""
+    settings = load_cli_settings()
+    with cli_database(settings, migrate=False) as conninfo:
+        applied = apply_migrations(conninfo)
+    out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")

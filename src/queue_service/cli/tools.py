@@ -1,0 +1,109 @@
+"""The demo and the benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Annotated
+
+import orjson
+import typer
+from rich.table import Table
+
+from queue_service.cli.app import (
+    app,
+    cli_database,
+    configure_cli_logging,
+    err,
+    load_cli_settings,
+    out,
+)
+
+
+@app.command()
+def demo(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="A running service to drive (default: start one on a fresh embedded"
+            " database with development providers)"
+        ),
+    ] = None,
+    orders: Annotated[int, typer.Option(min=1, max=500, help="Orders to place")] = 12,
+    timeout: Annotated[float, typer.Option(min=10, help="Give up after this many seconds")] = 180,
+) -> None:
+    """Run a realistic order flow through the HTTP API, shown live.
+
+    Payments (some declined), fulfilment, NFT mints, emails, webhooks,
+    analytics and partial refunds; a summary at the end."""
+    from queue_service.demo import DemoError, run_demo
+
+    settings = load_cli_settings()
+    try:
+        run_demo(settings, url, orders, timeout, out)
+    except DemoError as exc:
+        err.print(f"[red]error[/red]: {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def bench(
+    workload: Annotated[
+        str,
+        typer.Option(
+            help="enqueue-single | enqueue-batch | drain | latency | http-enqueue | payments"
+            " (payments: 3 worker processes against a local Stripe; try --jobs 300)"
+        ),
+    ] = "drain",
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue or drain")] = 20_000,
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="Batch size")] = 1000,
+    concurrency: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    prefetch: Annotated[
+        int | None, typer.Option(min=0, help="Claimed-ahead jobs (default: 9 x concurrency)")
+    ] = None,
+    rate: Annotated[float, typer.Option(min=1, help="latency: jobs per second")] = 200.0,
+    duration: Annotated[float, typer.Option(min=1, help="latency: seconds")] = 10.0,
+    database_url: Annotated[
+        str | None, typer.Option(help="Server to use (a scratch database is created there)")
+    ] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="Also run the plain-SQL baseline loop, the same minute")
+    ] = False,
+    keep: Annotated[bool, typer.Option(help="Keep the scratch databases")] = False,
+    sync: Annotated[
+        bool, typer.Option(help="enqueue-*: use the synchronous producer (SyncProducer) instead")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Measure the engine on no-op jobs, or the payments path (docs/benchmarks.md)."""
+    from queue_service.bench import WORKLOADS, BenchOptions, run_bench
+
+    if workload not in WORKLOADS:
+        err.print(f"[red]error[/red]: unknown workload {workload!r}")
+        raise typer.Exit(2)
+    opts = BenchOptions(
+        workload=workload,
+        jobs=jobs,
+        batch=batch,
+        concurrency=concurrency,
+        prefetch=prefetch,
+        rate=rate,
+        duration=duration,
+        baseline=baseline,
+        keep=keep,
+        sync=sync,
+    )
+    settings = load_cli_settings()
+    configure_cli_logging(settings, quiet=True)
+    with contextlib.ExitStack() as stack:
+        admin = database_url or stack.enter_context(cli_database(settings, migrate=False))
+        report = run_bench(settings, admin, opts, progress=lambda m: err.print(f"[dim]{m}[/dim]"))
+    if as_json:
+        sys.stdout.write(orjson.dumps(report).decode() + "\n")
+        return
+    table = Table(title=f"bench: {workload}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in report.items():
+        table.add_row(key, str(value))
+    out.print(table)
