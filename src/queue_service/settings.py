@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
+import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -231,6 +232,24 @@ class Settings(BaseSettings):
         if name not in VENDOR_SECRET_NAMES:
             raise KeyError(f"{name} is not a vendor secret")
         return bool(os.environ.get(name) or os.environ.get(f"{name}_FILE"))
+
+    def own_hmac_secret(self) -> str | None:
+        """This service's outbound HMAC secret (SPEC §6): its INTERNAL_HMAC_SECRETS
+        entry, else INTERNAL_HMAC_SECRET, else None."""
+        if self.internal_hmac_secrets is not None:
+            # Malformed JSON is the API's start-up error (api/state.py), not ours:
+            # here it only means there is no entry of our own.
+            try:
+                per_service = orjson.loads(self.internal_hmac_secrets.get_secret_value())
+            except orjson.JSONDecodeError:
+                per_service = None
+            if isinstance(per_service, dict):
+                own = per_service.get(self.internal_service_name)
+                if isinstance(own, str) and own:
+                    return own
+        if self.internal_hmac_secret is not None:
+            return self.internal_hmac_secret.get_secret_value()
+        return None
 
     @property
     def outbox_dir(self) -> Path:

@@ -194,8 +194,10 @@ def test_the_minting_service_signs_with_this_services_own_secret_when_it_has_one
         internal_hmac_secret=SECRET,
         internal_hmac_secrets=json.dumps({"queue-service": own}),
     )
-    assert minting.signing_secret(settings) == own
-    assert minting.signing_secret(Settings(internal_hmac_secret=SECRET)) == SECRET
+    assert settings.own_hmac_secret() == own
+    assert Settings(internal_hmac_secret=SECRET).own_hmac_secret() == SECRET
+    malformed = Settings(internal_hmac_secret=SECRET, internal_hmac_secrets="queue-service=x")
+    assert malformed.own_hmac_secret() == SECRET
     with pytest.raises(ValueError, match="MINTING_SERVICE_URL is set but no HMAC secret"):
         build_minter(Settings(minting_service_url="http://127.0.0.1:2"))
 

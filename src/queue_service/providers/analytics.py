@@ -9,8 +9,8 @@ import httpx
 import orjson
 import structlog
 
-from queue_service.core.signing import sign_request
 from queue_service.errors import JobError, PermanentError, RetryableError, Snooze
+from queue_service.providers.internal import InternalClient, required_secret
 from queue_service.providers.webhooks import retry_after_seconds
 from queue_service.settings import Settings
 
@@ -55,10 +55,8 @@ class AnalyticsService:
     name = "analytics-service"
 
     def __init__(self, base_url: str, service_name: str, secret: str) -> None:
-        self._service_name = service_name
-        self._secret = secret
-        self._http = httpx.AsyncClient(
-            base_url=base_url, timeout=TIMEOUT_SECONDS, follow_redirects=False
+        self._http = InternalClient(
+            base_url, service_name, secret, service=SERVICE, timeout=TIMEOUT_SECONDS
         )
 
     async def track(self, tenant_id: str, event: dict[str, Any], key: str) -> None:
@@ -68,25 +66,9 @@ class AnalyticsService:
         await self._post(BATCH_PATH, tenant_id, {"events": events}, key)
 
     async def _post(self, path: str, tenant_id: str, payload: dict[str, Any], key: str) -> None:
-        body = orjson.dumps(payload)
-        request = self._http.build_request(
-            "POST",
-            path,
-            content=body,
-            headers={
-                "content-type": "application/json",
-                "x-tenant-id": tenant_id,
-                "idempotency-key": key,
-            },
+        response = await self._http.send(
+            "POST", path, tenant_id, body=orjson.dumps(payload), idempotency_key=key
         )
-        # Signed over the target exactly as it goes on the wire (a base path
-        # included), which is what the service hashes.
-        target = request.url.raw_path.decode("latin-1")
-        request.headers.update(sign_request(self._secret, self._service_name, "POST", target, body))
-        try:
-            response = await self._http.send(request)
-        except httpx.HTTPError as exc:
-            raise RetryableError(f"{SERVICE} unreachable: {type(exc).__name__}") from None
         error = failure(response)
         if error is not None:
             raise error
@@ -121,34 +103,12 @@ class AnalyticsLog:
         return None
 
 
-def signing_secret(settings: Settings) -> str | None:
-    """This service's outbound HMAC secret: its INTERNAL_HMAC_SECRETS entry,
-    else INTERNAL_HMAC_SECRET."""
-    if settings.internal_hmac_secrets is not None:
-        try:
-            per_service = orjson.loads(settings.internal_hmac_secrets.get_secret_value())
-        except orjson.JSONDecodeError:
-            per_service = None
-        if isinstance(per_service, dict):
-            own = per_service.get(settings.internal_service_name)
-            if isinstance(own, str) and own:
-                return own
-    if settings.internal_hmac_secret is not None:
-        return settings.internal_hmac_secret.get_secret_value()
-    return None
-
-
 def build(settings: Settings) -> Analytics:
     """The analytics service when ANALYTICS_SERVICE_URL is set, else the log sink."""
     if not settings.analytics_service_url:
         log.warning("analytics: ANALYTICS_SERVICE_URL is unset, using the log-only sink")
         return AnalyticsLog()
-    secret = signing_secret(settings)
-    if secret is None:
-        raise ValueError(
-            "ANALYTICS_SERVICE_URL is set but no HMAC secret is: set INTERNAL_HMAC_SECRET,"
-            f" or an INTERNAL_HMAC_SECRETS entry for {settings.internal_service_name!r}"
-        )
+    secret = required_secret(settings, "ANALYTICS_SERVICE_URL")
     return AnalyticsService(settings.analytics_service_url, settings.internal_service_name, secret)
 
 

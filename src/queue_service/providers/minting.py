@@ -12,9 +12,9 @@ import httpx
 import orjson
 import structlog
 
-from queue_service.core.signing import sign_request
 from queue_service.errors import RetryableError
-from queue_service.providers.http_failures import failure_for_status, failure_for_transport
+from queue_service.providers.http_failures import failure_for_status
+from queue_service.providers.internal import InternalClient, required_secret
 from queue_service.settings import Settings
 
 log = structlog.get_logger("queue_service.providers.minting")
@@ -97,17 +97,12 @@ class MintingService:
         timeout: float = TIMEOUT_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._service_name = service_name
-        self._secret = secret
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout),
-            transport=transport,
-            follow_redirects=False,
+        self._http = InternalClient(
+            base_url, service_name, secret, service=SERVICE, timeout=timeout, transport=transport
         )
 
     async def mint(self, request: MintRequest) -> MintResult:
-        response = await self._send(
+        response = await self._http.send(
             "POST",
             MINT_PATH,
             request.tenant_id,
@@ -121,39 +116,13 @@ class MintingService:
 
     async def status(self, tenant_id: str, ticket_id: str) -> MintResult | None:
         path = STATUS_PATH.format(ticket_id=quote(ticket_id, safe=""))
-        response = await self._send("GET", path, tenant_id)
+        response = await self._http.send("GET", path, tenant_id)
         if response.status_code == 404:
             return None
         failure = failure_for_status(response, SERVICE)
         if failure is not None:
             raise failure
         return _result(response, ticket_id)
-
-    async def _send(
-        self,
-        method: str,
-        path: str,
-        tenant_id: str,
-        *,
-        body: bytes = b"",
-        idempotency_key: str | None = None,
-    ) -> httpx.Response:
-        headers = {"x-tenant-id": tenant_id}
-        if body:
-            headers["content-type"] = "application/json"
-        if idempotency_key is not None:
-            headers["idempotency-key"] = idempotency_key
-        request = self._http.build_request(method, path, content=body or None, headers=headers)
-        # The target exactly as it goes on the wire (base path, percent-encoding
-        # and all): what the service hashes into the signature it checks.
-        target = request.url.raw_path.decode("latin-1")
-        request.headers.update(
-            sign_request(self._secret, self._service_name, request.method, target, body)
-        )
-        try:
-            return await self._http.send(request)
-        except httpx.HTTPError as exc:
-            raise failure_for_transport(exc, SERVICE) from None
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -180,32 +149,10 @@ def _result(response: httpx.Response, ticket_id: str) -> MintResult:
     )
 
 
-def signing_secret(settings: Settings) -> str | None:
-    """This service's outbound HMAC secret: its INTERNAL_HMAC_SECRETS entry,
-    else INTERNAL_HMAC_SECRET."""
-    if settings.internal_hmac_secrets is not None:
-        try:
-            per_service = orjson.loads(settings.internal_hmac_secrets.get_secret_value())
-        except orjson.JSONDecodeError:
-            per_service = None
-        if isinstance(per_service, dict):
-            own = per_service.get(settings.internal_service_name)
-            if isinstance(own, str) and own:
-                return own
-    if settings.internal_hmac_secret is not None:
-        return settings.internal_hmac_secret.get_secret_value()
-    return None
-
-
 def build_minter(settings: Settings) -> Minter:
     """The minting service when MINTING_SERVICE_URL is set, else the development minter."""
     if settings.minting_service_url:
-        secret = signing_secret(settings)
-        if secret is None:
-            raise ValueError(
-                "MINTING_SERVICE_URL is set but no HMAC secret is: set INTERNAL_HMAC_SECRET,"
-                f" or an INTERNAL_HMAC_SECRETS entry for {settings.internal_service_name!r}"
-            )
+        secret = required_secret(settings, "MINTING_SERVICE_URL")
         log.info("minting service", url=settings.minting_service_url)
         return MintingService(settings.minting_service_url, settings.internal_service_name, secret)
     from queue_service.providers.devmint import DevelopmentMinter
