@@ -10,8 +10,8 @@ import orjson
 import structlog
 
 from queue_service.errors import JobError, PermanentError, RetryableError, Snooze
+from queue_service.providers.http_failures import retry_after_seconds
 from queue_service.providers.internal import InternalClient, required_secret
-from queue_service.providers.webhooks import retry_after_seconds
 from queue_service.settings import Settings
 
 log = structlog.get_logger("queue_service.providers.analytics")
@@ -22,6 +22,8 @@ BATCH_PATH = "/api/v1/events/batch"
 TIMEOUT_SECONDS = 5.0
 # A 429 without Retry-After: wait a little, without using an attempt.
 DEFAULT_SNOOZE_SECONDS = 5.0
+# A 429's Retry-After is honoured within 1 s .. 1 h.
+RETRY_AFTER_BOUNDS = (1.0, 3600.0)
 _REASONS = {401: "authentication", 403: "forbidden", 404: "not_found", 422: "validation"}
 
 
@@ -43,7 +45,7 @@ def failure(response: httpx.Response) -> JobError | None:
     if 200 <= code < 300:
         return None
     if code == 429:
-        delay = retry_after_seconds(response.headers.get("retry-after"))
+        delay = retry_after_seconds(response.headers, bounds=RETRY_AFTER_BOUNDS)
         return Snooze(delay or DEFAULT_SNOOZE_SECONDS, f"{SERVICE} answered 429")
     if 400 <= code < 500:
         reason = _REASONS.get(code, "invalid_request")

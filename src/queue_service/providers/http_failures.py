@@ -31,8 +31,14 @@ _PERMANENT_REASONS = {
 }
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Retry-After as seconds from now (delta-seconds or an HTTP date), capped."""
+def retry_after_seconds(
+    headers: Mapping[str, str],
+    *,
+    bounds: tuple[float, float] = (0.0, MAX_RETRY_AFTER_SECONDS),
+    now: float | None = None,
+) -> float | None:
+    """Retry-After as seconds from now (delta-seconds or an HTTP date) within
+    ``bounds``; None when absent or unreadable."""
     value = headers.get("retry-after")
     if not value:
         return None
@@ -45,7 +51,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
         except (TypeError, ValueError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+    low, high = bounds
+    return min(max(seconds, low), high)
 
 
 def failure_for_status(response: httpx.Response, service: str) -> JobError | None:

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from queue_service.errors import PermanentError, RetryableError, Snooze
 from queue_service.observability.redaction import redact_text
+from queue_service.providers.http_failures import retry_after_seconds
 from queue_service.settings import Settings
 
 log = structlog.get_logger("queue_service.providers.sms")
@@ -24,7 +25,6 @@ MAX_SMS_CHARS = 1600  # Twilio's limit for one (concatenated) message body
 DEFAULT_TIMEOUT_SECONDS = 10.0
 # When a 429 names no Retry-After: long enough for Twilio's queue to drain a little.
 DEFAULT_RATE_LIMIT_SNOOZE_SECONDS = 5.0
-MAX_RETRY_AFTER_SECONDS = 300.0
 VOICE = "alice"
 DEV_FROM = "+15005550006"  # Twilio's magic test sender, for the outbox's From line
 
@@ -141,14 +141,6 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Twilio sends delta-seconds; capped so a hostile value cannot park a job for days."""
-    try:
-        return min(max(0.0, float(response.headers["Retry-After"])), MAX_RETRY_AFTER_SECONDS)
-    except (KeyError, ValueError):
-        return None
-
-
 def twilio_error(response: httpx.Response) -> Exception:
     """The job error for a Twilio error answer (its JSON: code, message, more_info).
     Messages are redacted: Twilio quotes the number it refused."""
@@ -160,10 +152,10 @@ def twilio_error(response: httpx.Response) -> Exception:
     if body.get("message"):
         text += f": {redact_text(str(body['message']))}"
     if status == 429:
-        delay = _retry_after(response)
+        delay = retry_after_seconds(response.headers)
         return Snooze(DEFAULT_RATE_LIMIT_SNOOZE_SECONDS if delay is None else delay, text)
     if status >= 500:
-        return RetryableError(text, delay_seconds=_retry_after(response))
+        return RetryableError(text, delay_seconds=retry_after_seconds(response.headers))
     if status == 401:
         return PermanentError(text, reason="authentication")
     if status == 403:

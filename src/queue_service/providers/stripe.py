@@ -11,7 +11,10 @@ import structlog
 from pydantic import SecretStr
 
 from queue_service.errors import JobError, PermanentError, RetryableError, Snooze
-from queue_service.providers.http_failures import retry_after_seconds
+from queue_service.providers.http_failures import (
+    DEFAULT_RATE_LIMIT_SNOOZE_SECONDS,
+    retry_after_seconds,
+)
 from queue_service.providers.payments import Payment, Refund, transaction_field
 
 log = structlog.get_logger("queue_service.providers.stripe")
@@ -21,8 +24,6 @@ T = TypeVar("T")
 # Below the job timeout (30 s), so a hung call ends as a retryable error the
 # queue schedules, not as a timeout that may leave the outcome unrecorded.
 CALL_TIMEOUT_SECONDS = 20.0
-# A 429 without Retry-After.
-DEFAULT_RATE_LIMIT_SNOOZE_SECONDS = 2.0
 # A 409 means a request with the same key is still running at Stripe: ask
 # again shortly and Stripe replays its answer.
 IN_PROGRESS_RETRY_SECONDS = 2.0

@@ -10,7 +10,6 @@ import secrets as random_secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -19,6 +18,7 @@ import orjson
 import structlog
 
 from queue_service.observability.redaction import redact_text
+from queue_service.providers.http_failures import retry_after_seconds
 from queue_service.providers.ssrf import (
     AddressPolicy,
     DestinationRefused,
@@ -101,23 +101,6 @@ class DeliveryResult:
     error: str | None = None
     retry_after: float | None = None
     duration_ms: int = 0
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds (delta or HTTP date), within RETRY_AFTER_BOUNDS."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    low, high = RETRY_AFTER_BOUNDS
-    return min(max(seconds, low), high)
 
 
 def classify(status: int) -> Outcome:
@@ -254,7 +237,7 @@ class WebhookProvider:
             response.status_code,
             excerpt[:EXCERPT_CHARS],
             None if outcome == "delivered" else f"HTTP {response.status_code}",
-            retry_after_seconds(response.headers.get("retry-after")),
+            retry_after_seconds(response.headers, bounds=RETRY_AFTER_BOUNDS),
         )
 
     async def aclose(self) -> None:
