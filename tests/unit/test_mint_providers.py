@@ -14,10 +14,10 @@ from pydantic import ValidationError
 
 from queue_service.core.base58 import b58encode
 from queue_service.errors import PermanentError, RetryableError, Snooze
-from queue_service.providers import minting, solana
 from queue_service.providers.devmint import DevelopmentMinter, DevelopmentWallet
 from queue_service.providers.minting import MintingService, MintRequest, build_minter
 from queue_service.providers.solana import SolanaRpc, build_wallet
+from queue_service.providers.status import kind_status
 from queue_service.settings import Settings, load_settings
 from tests.support.fake_minting import FakeMinting
 from tests.support.fake_solana import FakeSolana
@@ -166,8 +166,8 @@ async def test_a_minting_service_500_is_retryable_and_mints_nothing(service: Fak
 
 async def test_without_urls_the_development_wallet_and_minter_stand_in() -> None:
     settings = Settings(queue_service_dev_wallet_balance_sol=3.5)
-    assert solana.status(settings) == ("development wallet", True)
-    assert minting.status(settings) == ("development minter", True)
+    assert kind_status(settings, "wallet").describe() == "development: development wallet"
+    assert kind_status(settings, "minting").describe() == "development: development minter"
     wallet, minter = build_wallet(settings), build_minter(settings)
     assert isinstance(wallet, DevelopmentWallet) and isinstance(minter, DevelopmentMinter)
     assert await wallet.balance_sol() == 3.5
@@ -183,8 +183,8 @@ def test_with_urls_the_real_providers_are_chosen() -> None:
         minting_service_url="http://127.0.0.1:2",
         internal_hmac_secret=SECRET,
     )
-    assert solana.status(settings) == ("solana", False)
-    assert minting.status(settings) == ("minting-service", False)
+    assert kind_status(settings, "wallet").describe() == "solana"
+    assert kind_status(settings, "minting").describe() == "minting-service"
     assert isinstance(build_minter(settings), MintingService)
 
 

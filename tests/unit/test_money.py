@@ -10,8 +10,9 @@ from queue_service.core.money import currency_code, exponent, format_minor, prov
 from queue_service.errors import PermanentError
 from queue_service.processors.payments import PaymentPayload, process_key, retry_key
 from queue_service.processors.refunds import PartialRefundPayload, full_key, partial_key
-from queue_service.providers.payments import build_payment_provider, status
+from queue_service.providers.payments import build_payment_provider
 from queue_service.providers.sandbox import PaymentSandbox
+from queue_service.providers.status import kind_status
 from queue_service.settings import Settings
 
 GOOD = {
@@ -113,7 +114,7 @@ def test_without_a_stripe_key_the_provider_is_the_development_sandbox(
     monkeypatch.delenv("STRIPE_SECRET_KEY", raising=False)
     monkeypatch.delenv("STRIPE_SECRET_KEY_FILE", raising=False)
     settings = Settings(database_url=None)
-    assert status(settings) == ("payment sandbox", True)
+    assert kind_status(settings, "payments").describe() == "development: payment sandbox"
     assert isinstance(build_payment_provider(settings), PaymentSandbox)
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_x")
-    assert status(settings) == ("stripe", False)
+    assert kind_status(settings, "payments").describe() == "stripe"

@@ -12,6 +12,7 @@ import structlog
 from queue_service.errors import JobError, PermanentError, RetryableError, Snooze
 from queue_service.providers.http_failures import retry_after_seconds
 from queue_service.providers.internal import InternalClient, required_secret
+from queue_service.providers.status import kind_status
 from queue_service.settings import Settings
 
 log = structlog.get_logger("queue_service.providers.analytics")
@@ -107,15 +108,9 @@ class AnalyticsLog:
 
 def build(settings: Settings) -> Analytics:
     """The analytics service when ANALYTICS_SERVICE_URL is set, else the log sink."""
-    if not settings.analytics_service_url:
+    if kind_status(settings, "analytics").development:
         log.warning("analytics: ANALYTICS_SERVICE_URL is unset, using the log-only sink")
         return AnalyticsLog()
+    assert settings.analytics_service_url  # what selected the service
     secret = required_secret(settings, "ANALYTICS_SERVICE_URL")
     return AnalyticsService(settings.analytics_service_url, settings.internal_service_name, secret)
-
-
-def status(settings: Settings) -> tuple[str, bool]:
-    """(name, is_development) without building anything."""
-    if settings.analytics_service_url:
-        return (AnalyticsService.name, False)
-    return (AnalyticsLog.name, True)

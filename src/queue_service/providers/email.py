@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import structlog
 
 from queue_service.observability.redaction import redact_text
+from queue_service.providers.status import kind_status
 from queue_service.providers.templates import render_email
 from queue_service.settings import Settings
 
@@ -94,18 +95,14 @@ def mask_address(address: str) -> str:
     return redact_text(address)
 
 
-def status(settings: Settings) -> tuple[str, bool]:
-    """(provider name, is development) as configured; builds nothing, reads no secret."""
-    return ("smtp", False) if settings.smtp_host else ("outbox", True)
-
-
 def build_email_provider(settings: Settings) -> EmailProvider:
     """The SMTP adapter when SMTP_HOST is set, else the development outbox.
     Reads SMTP_PASSWORD (or SMTP_PASSWORD_FILE) now, not before."""
-    if not settings.smtp_host:
+    if kind_status(settings, "email").development:
         from queue_service.providers.outbox import OutboxEmailProvider
 
         return OutboxEmailProvider(settings.outbox_dir, settings.smtp_from)
+    assert settings.smtp_host  # what selected SMTP
     password = settings.secret("SMTP_PASSWORD")
     if settings.smtp_username and password is None:
         raise ValueError("SMTP_USERNAME is set but SMTP_PASSWORD (or SMTP_PASSWORD_FILE) is not")

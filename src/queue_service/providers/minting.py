@@ -15,6 +15,7 @@ import structlog
 from queue_service.errors import RetryableError
 from queue_service.providers.http_failures import failure_for_status
 from queue_service.providers.internal import InternalClient, required_secret
+from queue_service.providers.status import kind_status
 from queue_service.settings import Settings
 
 log = structlog.get_logger("queue_service.providers.minting")
@@ -73,13 +74,6 @@ class Minter(Protocol):
         """The ticket's mint, or None if the service has none for it."""
 
     async def aclose(self) -> None: ...
-
-
-def status(settings: Settings) -> tuple[str, bool]:
-    """(provider name, is development) for /health/ready, building nothing."""
-    if settings.minting_service_url:
-        return "minting-service", False
-    return "development minter", True
 
 
 class MintingService:
@@ -151,7 +145,8 @@ def _result(response: httpx.Response, ticket_id: str) -> MintResult:
 
 def build_minter(settings: Settings) -> Minter:
     """The minting service when MINTING_SERVICE_URL is set, else the development minter."""
-    if settings.minting_service_url:
+    if not kind_status(settings, "minting").development:
+        assert settings.minting_service_url  # what selected it
         secret = required_secret(settings, "MINTING_SERVICE_URL")
         log.info("minting service", url=settings.minting_service_url)
         return MintingService(settings.minting_service_url, settings.internal_service_name, secret)

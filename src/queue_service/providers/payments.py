@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from queue_service.providers.status import kind_status
 from queue_service.settings import Settings
 
 # Statuses of a PaymentIntent that mean money moved or is held for us.
@@ -105,17 +106,10 @@ def transaction_field(transaction_id: str) -> str:
     )
 
 
-def status(settings: Settings) -> tuple[str, bool]:
-    """(provider name, is a development provider), building nothing and
-    reading no secret: for /health/ready and the production start-up check."""
-    if settings.has_secret("STRIPE_SECRET_KEY"):
-        return ("stripe", False)
-    return ("payment sandbox", True)
-
-
 def build_payment_provider(settings: Settings) -> PaymentProvider:
     """Stripe when STRIPE_SECRET_KEY (or _FILE) is set, else the sandbox."""
-    key = settings.secret("STRIPE_SECRET_KEY")
+    development = kind_status(settings, "payments").development
+    key = None if development else settings.secret("STRIPE_SECRET_KEY")
     if key is None:
         from queue_service.providers.sandbox import PaymentSandbox
 

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from queue_service.errors import PermanentError, RetryableError, Snooze
 from queue_service.observability.redaction import redact_text
 from queue_service.providers.http_failures import retry_after_seconds
+from queue_service.providers.status import kind_status
 from queue_service.settings import Settings
 
 log = structlog.get_logger("queue_service.providers.sms")
@@ -165,20 +166,11 @@ def twilio_error(response: httpx.Response) -> Exception:
     return PermanentError(text, reason="invalid_request")
 
 
-def _configured(settings: Settings) -> bool:
-    # The rule of providers/status.py: a SID without a token is not Twilio.
-    return bool(settings.twilio_account_sid and settings.has_secret("TWILIO_AUTH_TOKEN"))
-
-
-def status(settings: Settings) -> tuple[str, bool]:
-    """(provider name, is development) as configured; builds nothing, reads no secret."""
-    return ("twilio", False) if _configured(settings) else ("outbox", True)
-
-
 def build_sms_provider(settings: Settings) -> SmsProvider:
     """Twilio when TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (or its _FILE) are
     set, else the development outbox. Reads the token now, not before."""
-    token = settings.secret("TWILIO_AUTH_TOKEN") if _configured(settings) else None
+    development = kind_status(settings, "sms").development
+    token = None if development else settings.secret("TWILIO_AUTH_TOKEN")
     if token is None or not settings.twilio_account_sid:
         from queue_service.providers.outbox import OutboxSmsProvider
 

@@ -15,6 +15,7 @@ import structlog
 from queue_service.core.base58 import is_solana_address, short_address
 from queue_service.errors import JobError, PermanentError, RetryableError
 from queue_service.providers.http_failures import failure_for_status, failure_for_transport
+from queue_service.providers.status import kind_status
 from queue_service.settings import Settings
 
 log = structlog.get_logger("queue_service.providers.solana")
@@ -68,13 +69,6 @@ class Wallet(Protocol):
     ) -> list[SignatureStatus | None]: ...
 
     async def aclose(self) -> None: ...
-
-
-def status(settings: Settings) -> tuple[str, bool]:
-    """(provider name, is development) for /health/ready, building nothing."""
-    if settings.solana_rpc_url and settings.solana_wallet_address:
-        return "solana", False
-    return "development wallet", True
 
 
 class SolanaRpc:
@@ -175,8 +169,11 @@ def _rpc_error(method: str, error: dict[str, Any], http_status: int) -> JobError
 
 def build_wallet(settings: Settings) -> Wallet:
     """The Solana RPC wallet when SOLANA_RPC_URL and SOLANA_WALLET_ADDRESS are
-    set, else the development one (the choice providers/status.py reports)."""
-    if settings.solana_rpc_url and settings.solana_wallet_address:
+    set, else the development one."""
+    if not kind_status(settings, "wallet").development:
+        # What selected it:
+        assert settings.solana_rpc_url
+        assert settings.solana_wallet_address
         wallet = SolanaRpc(settings.solana_rpc_url, settings.solana_wallet_address)
         log.info("solana wallet", address=short_address(wallet.address))
         return wallet

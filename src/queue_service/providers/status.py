@@ -1,6 +1,6 @@
 """Which provider each kind of work will use, decided from settings alone (no
-adapter is built, no secret read, no SDK imported): for /health/ready, the
-start-up log, and production's refusal of development stand-ins."""
+adapter is built, no secret read, no SDK imported): the one rule the builders,
+/health/ready, the start-up log and production's refusal of stand-ins follow."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ class ProviderStatus:
 
 
 def provider_statuses(settings: Settings) -> list[ProviderStatus]:
-    """Every kind of outside work and what will serve it, real or development."""
+    """Every kind of outside work and what will serve it, real or development.
+
+    Webhooks have no row: their sender is always the real one, and the
+    development sink (QUEUE_SERVICE_ENV=development only) takes jobs naming an
+    endpoint the tenant has not configured in the database; no setting selects
+    it, so there is nothing to configure and nothing production could refuse.
+    """
     s = settings
 
     def pick(kind: str, real: str, dev: str, configured: bool, configure: str) -> ProviderStatus:
@@ -66,6 +72,14 @@ def provider_statuses(settings: Settings) -> list[ProviderStatus]:
             "ANALYTICS_SERVICE_URL",
         ),
     ]
+
+
+def kind_status(settings: Settings, kind: str) -> ProviderStatus:
+    """What will serve ``kind`` (payments, wallet, minting, email, sms, analytics)."""
+    for status in provider_statuses(settings):
+        if status.kind == kind:
+            return status
+    raise KeyError(f"no provider kind {kind!r}")
 
 
 def development_in_use(settings: Settings) -> list[ProviderStatus]:

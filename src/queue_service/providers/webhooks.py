@@ -280,10 +280,3 @@ def build(settings: Settings) -> Webhooks:
     if sink is not None:
         log.warning("webhooks: endpoints not configured go to the log-only development sink")
     return Webhooks(WebhookProvider(settings), sink)
-
-
-def status(settings: Settings) -> tuple[str, bool]:
-    """(name, is_development) without building anything."""
-    if settings.is_development:
-        return (f"{WebhookProvider.name} + {DevelopmentWebhookSink.name}", True)
-    return (WebhookProvider.name, False)

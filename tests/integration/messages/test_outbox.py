@@ -16,8 +16,8 @@ from structlog.testing import capture_logs
 from queue_service.core.jobs import JobStatus
 from queue_service.providers import Providers
 from queue_service.providers import email as email_provider
-from queue_service.providers import sms as sms_provider
 from queue_service.providers.outbox import OutboxEmailProvider, OutboxSmsProvider
+from queue_service.providers.status import kind_status
 from queue_service.runtime.service import Runtime
 from queue_service.settings import Settings
 from tests.integration.conftest import WorkerFactory
@@ -34,15 +34,16 @@ def test_status_names_the_development_providers_without_building_them(
 ) -> None:
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
     settings = development(tmp_path / "outbox")
-    assert email_provider.status(settings) == ("outbox", True)
-    assert sms_provider.status(settings) == ("outbox", True)
+    assert kind_status(settings, "email").describe() == "development: email outbox"
+    assert kind_status(settings, "sms").describe() == "development: sms outbox"
     assert not (tmp_path / "outbox").exists()  # nothing was built
 
     configured = Settings(smtp_host="mail.example.org", twilio_account_sid="AC1")
-    assert email_provider.status(configured) == ("smtp", False)
-    assert sms_provider.status(configured) == ("outbox", True)  # a SID without a token
+    assert kind_status(configured, "email").describe() == "smtp"
+    # A SID without a token is not Twilio.
+    assert kind_status(configured, "sms").describe() == "development: sms outbox"
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "token")
-    assert sms_provider.status(configured) == ("twilio", False)
+    assert kind_status(configured, "sms").describe() == "twilio"
 
 
 async def test_the_email_outbox_writes_a_readable_eml_file_and_says_it_is_development(
