@@ -24,7 +24,7 @@ SERVICE = "queue-service"
 
 @pytest.fixture
 def analytics() -> Iterator[FakeAnalytics]:
-    with FakeAnalytics(SERVICE, SECRET).running() as fake:
+    with FakeAnalytics(SERVICE, SECRET) as fake:
         yield fake
 
 

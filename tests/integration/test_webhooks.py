@@ -43,7 +43,7 @@ async def runtime(database_url: str, request: pytest.FixtureRequest) -> AsyncIte
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    with Receiver([SECRET]).running() as r:
+    with Receiver([SECRET]) as r:
         yield r
 
 
@@ -130,7 +130,7 @@ async def test_a_dlq_replay_carries_the_webhook_id_of_the_original_event(
 async def test_during_a_rotation_each_delivery_carries_two_signatures_that_each_verify(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
-    with Receiver([SECRET, NEXT_SECRET]).running() as receiver:
+    with Receiver([SECRET, NEXT_SECRET]) as receiver:
         await runtime.store.add_webhook_endpoint(TENANT, "orders", receiver.url, SECRET)
         assert await runtime.store.rotate_webhook_secret(TENANT, "orders", NEXT_SECRET)
         await run_until(runtime, run_worker, webhook(), JobStatus.COMPLETED)

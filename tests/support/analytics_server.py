@@ -4,19 +4,17 @@ request with the API's own HmacVerifier and records the events it accepts."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from queue_service.api.auth.principal import AuthError
 from queue_service.api.auth.signing import HmacVerifier
 from queue_service.core.signing import signed_path
+from tests.support.loopback import LoopbackServer
 from tests.support.nonces import MemoryNonceStore
-from tests.support.webhook_receiver import serving
 
 
 @dataclass(frozen=True)
@@ -28,7 +26,7 @@ class Received:
     body: Any
 
 
-class FakeAnalytics:
+class FakeAnalytics(LoopbackServer):
     def __init__(self, service: str, secret: str) -> None:
         self.verifier = HmacVerifier({service: secret}, frozenset({service}), MemoryNonceStore())
         self.received: list[Received] = []
@@ -50,9 +48,11 @@ class FakeAnalytics:
                     self.send_header("retry-after", "120")
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(Handler)
+
+    @property
+    def url(self) -> str:
+        return self.base_url
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> int:
         headers = {k.lower(): v for k, v in handler.headers.items()}
@@ -78,8 +78,3 @@ class FakeAnalytics:
                 )
             )
         return 202
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[FakeAnalytics]:
-        with serving(self.server):
-            yield self

@@ -11,14 +11,14 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 from urllib.parse import unquote
 
 from queue_service.api.auth.principal import AuthError
 from queue_service.api.auth.signing import ANY_SERVICE, HmacVerifier
 from queue_service.core.base58 import b58encode
+from tests.support.loopback import LoopbackServer
 from tests.support.nonces import MemoryNonceStore
 
 MINT_PATH = "/api/v1/internal/mint"
@@ -44,7 +44,7 @@ class Mint:
         }
 
 
-class FakeMinting:
+class FakeMinting(LoopbackServer):
     """``requests`` lists every authenticated call as (kind, ticket_id, key);
     ``refused`` counts signatures refused with 401. ``fail_mints`` answers
     the next N mint calls with 500 (nothing minted). ``after_accept`` runs
@@ -62,10 +62,7 @@ class FakeMinting:
         self.answer_accepted = True
         self.secret = secret
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
+        super().__init__(_handler(self))
 
     @property
     def secret(self) -> str:
@@ -78,18 +75,7 @@ class FakeMinting:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
     def kinds(self, ticket_id: str) -> list[str]:
         """The calls made for one ticket, in order: "mint" / "status"."""

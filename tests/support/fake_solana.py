@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 from queue_service.core.base58 import is_solana_address
+from tests.support.loopback import LoopbackServer
 
 LAMPORTS_PER_SOL = 1_000_000_000
 
 
-class FakeSolana:
+class FakeSolana(LoopbackServer):
     """``balance_sol`` is what getBalance reports for any valid address;
     ``signature_states`` overrides a signature's status (default: finalized);
     ``scripted`` answers the next requests with (status, headers, body)."""
@@ -26,25 +26,11 @@ class FakeSolana:
         self.calls: list[str] = []
         self.slot = 1000
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
+        super().__init__(_handler(self))
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return f"{self.base_url}/"
 
     def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
         """The JSON-RPC answer to one request (called under the lock)."""

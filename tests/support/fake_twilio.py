@@ -7,11 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
+
+from tests.support.loopback import LoopbackServer
 
 ACCOUNT_SID = "AC00000000000000000000000000000001"
 AUTH_TOKEN = "test-twilio-token-0123456789"
@@ -32,14 +32,13 @@ class Answer:
     retry_after: str | None = None
 
 
-class FakeTwilio:
+class FakeTwilio(LoopbackServer):
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.refused: list[int] = []
         self._answers: list[Answer] = []
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(self._handler_class())
 
     def answer_next(self, status: int, *, code: int = 0, retry_after: str | None = None) -> None:
         """Answer the next request with an error ``status`` (Twilio's JSON error body)."""
@@ -101,20 +100,3 @@ class FakeTwilio:
                 self.wfile.write(data)
 
         return Handler
-
-    def start(self) -> None:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
-@contextmanager
-def fake_twilio() -> Iterator[FakeTwilio]:
-    server = FakeTwilio()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()

@@ -12,11 +12,13 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+
+from tests.support.loopback import LoopbackServer
 
 
 @dataclass(frozen=True)
@@ -41,29 +43,7 @@ class Delivery:
     answered: int
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, handler)
-
-
-@contextlib.contextmanager
-def serving(server: ThreadingHTTPServer) -> Iterator[None]:
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.daemon = True
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-class Receiver:
+class Receiver(LoopbackServer):
     """A Standard Webhooks receiver on 127.0.0.1 (port 0)."""
 
     def __init__(self, secrets: list[str], host: str = "127.0.0.1") -> None:
@@ -82,13 +62,11 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 receiver._handle(self, body)
 
-        self.server = _Server((host, 0), Handler)
-        self.host = host
-        self.port = self.server.server_address[1]
+        super().__init__(Handler, host)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/hooks"
+        return f"{self.base_url}/hooks"
 
     def answer(self, *answers: Answer) -> None:
         """Give these answers to the next requests, in order; then 200."""
@@ -156,11 +134,6 @@ class Receiver:
             pass  # the client hung up: what the cap is for
         handler.close_connection = True
         return sent
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Receiver]:
-        with serving(self.server):
-            yield self
 
 
 class Canary:

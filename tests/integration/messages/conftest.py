@@ -13,7 +13,7 @@ from queue_service.core.jobs import Job, JobStatus
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from tests.integration.conftest import make_settings
-from tests.support.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio, fake_twilio
+from tests.support.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FROM_NUMBER, FakeTwilio
 from tests.support.smtp_server import SmtpServer, smtp_server
 from tests.support.waiting import eventually
 
@@ -28,7 +28,7 @@ def smtp() -> Iterator[SmtpServer]:
 
 @pytest.fixture
 def twilio() -> Iterator[FakeTwilio]:
-    with fake_twilio() as server:
+    with FakeTwilio() as server:
         yield server
 
 
