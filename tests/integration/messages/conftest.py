@@ -81,3 +81,18 @@ async def reaches(runtime: Runtime, job_id: UUID, status: JobStatus, timeout: fl
     job = await eventually(probe, timeout=timeout, what=f"job {job_id} {status.value}")
     assert job is not None
     return job
+
+
+async def sent_once_then_rescued(runtime: Runtime, smtp: SmtpServer, job_id: UUID) -> None:
+    """The email.send job lost its lease after the server accepted the message:
+    rescued, it completes on attempt 2 from the ledger, sending nothing again."""
+    job = await reaches(runtime, job_id, JobStatus.COMPLETED)
+    [message] = smtp.messages
+    assert job.attempts == 2
+    assert job.result == {
+        "to": "j***@example.com",
+        "message_id": message["Message-ID"],
+        "already_sent": True,
+    }
+    events = await runtime.store.job_events(job_id)
+    assert [(e.event, e.attempt) for e in events] == [("rescued", 1), ("completed", 2)]

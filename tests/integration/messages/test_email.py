@@ -19,7 +19,12 @@ from queue_service.providers.email import compose, message_id_for
 from queue_service.providers.smtp import SmtpEmailProvider, smtp_error
 from queue_service.runtime.service import Runtime
 from tests.integration.conftest import WorkerFactory
-from tests.integration.messages.conftest import SENDER, email_job, reaches
+from tests.integration.messages.conftest import (
+    SENDER,
+    email_job,
+    reaches,
+    sent_once_then_rescued,
+)
 from tests.support.smtp_server import SmtpServer, free_port, smtp_server
 from tests.support.waiting import eventually
 
@@ -118,17 +123,7 @@ async def test_a_job_retried_after_its_send_completes_without_sending_again(
     await eventually(recorded, what="the ledger row of the accepted message")
     smtp.handler.after_accept = None
     await eventually(runtime.store.rescue_expired, what="the stalled job rescued")
-    job = await reaches(runtime, done.job_id, JobStatus.COMPLETED)
-
-    [message] = smtp.messages
-    assert job.attempts == 2
-    assert job.result == {
-        "to": "j***@example.com",
-        "message_id": message["Message-ID"],
-        "already_sent": True,
-    }
-    events = await runtime.store.job_events(done.job_id)
-    assert [(e.event, e.attempt) for e in events] == [("rescued", 1), ("completed", 2)]
+    await sent_once_then_rescued(runtime, smtp, done.job_id)
 
 
 async def test_an_email_job_whose_context_lacks_a_template_key_is_refused_at_enqueue(
