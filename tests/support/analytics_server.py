@@ -13,7 +13,7 @@ from typing import Any
 from queue_service.api.auth.principal import AuthError
 from queue_service.api.auth.signing import HmacVerifier
 from queue_service.core.signing import signed_path
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, QuietHandler
 from tests.support.nonces import MemoryNonceStore
 
 
@@ -35,10 +35,7 @@ class FakeAnalytics(LoopbackServer):
         self._lock = threading.Lock()
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 status = fake._handle(self, body)

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 from queue_service.api.auth.principal import AuthError
 from queue_service.api.auth.signing import ANY_SERVICE, HmacVerifier
 from queue_service.core.base58 import b58encode
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, QuietHandler
 from tests.support.nonces import MemoryNonceStore
 
 MINT_PATH = "/api/v1/internal/mint"
@@ -106,7 +106,7 @@ class FakeMinting(LoopbackServer):
 
 
 def _handler(fake: FakeMinting) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             self._serve(b"")
 
@@ -154,14 +154,6 @@ def _handler(fake: FakeMinting) -> type[BaseHTTPRequestHandler]:
             self._reply(404, {"title": "not found"})
 
         def _reply(self, status: int, body: dict[str, Any]) -> None:
-            out = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
+            self.send_json(status, json.dumps(body).encode())
 
     return Handler

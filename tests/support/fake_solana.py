@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from queue_service.core.base58 import is_solana_address
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 LAMPORTS_PER_SOL = 1_000_000_000
 
@@ -65,7 +65,7 @@ def _error(rid: Any, code: int, message: str) -> tuple[int, dict[str, str], byte
 
 
 def _handler(fake: FakeSolana) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("content-length") or 0))
             with fake._lock:
@@ -80,14 +80,6 @@ def _handler(fake: FakeSolana) -> type[BaseHTTPRequestHandler]:
                         status, headers, out = _error(None, -32700, "Parse error")
                     else:
                         status, headers, out = fake.answer(body)
-            self.send_response(status)
-            for name, value in {"content-type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(out)))
-            self.end_headers()
-            self.wfile.write(out)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
+            self.send_json(status, out, headers)
 
     return Handler

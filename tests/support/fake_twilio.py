@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs
 
-from tests.support.loopback import LoopbackServer
+from tests.support.loopback import LoopbackServer, QuietHandler
 
 ACCOUNT_SID = "AC00000000000000000000000000000001"
 AUTH_TOKEN = "test-twilio-token-0123456789"
@@ -56,10 +56,7 @@ class FakeTwilio(LoopbackServer):
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: object) -> None:
-                """Quiet."""
-
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 prefix = f"/2010-04-01/Accounts/{ACCOUNT_SID}/"
                 resource = self.path.removeprefix(prefix).removesuffix(".json")
@@ -90,13 +87,7 @@ class FakeTwilio(LoopbackServer):
             def _send(
                 self, status: int, body: dict[str, object], retry_after: str | None = None
             ) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                if retry_after is not None:
-                    self.send_header("Retry-After", retry_after)
-                self.end_headers()
-                self.wfile.write(data)
+                headers = {} if retry_after is None else {"Retry-After": retry_after}
+                self.send_json(status, json.dumps(body).encode(), headers)
 
         return Handler

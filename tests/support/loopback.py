@@ -6,10 +6,26 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """A fake's request handler: no access log on stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def send_json(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+        """Answer ``body`` (JSON unless ``headers`` say another content type)."""
+        self.send_response(status)
+        for name, value in {"content-type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class _Server(ThreadingHTTPServer):
