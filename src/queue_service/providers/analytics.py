@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import httpx
 import orjson
 import structlog
 
-from queue_service.errors import JobError, PermanentError, RetryableError, Snooze
-from queue_service.providers.http_failures import retry_after_seconds
+from queue_service.providers.http_failures import failure_for_status
 from queue_service.providers.internal import InternalClient, required_secret
 from queue_service.providers.status import kind_status
 from queue_service.settings import Settings
@@ -21,11 +19,6 @@ SERVICE = "analytics service"
 TRACK_PATH = "/api/v1/events/track"
 BATCH_PATH = "/api/v1/events/batch"
 TIMEOUT_SECONDS = 5.0
-# A 429 without Retry-After: wait a little, without using an attempt.
-DEFAULT_SNOOZE_SECONDS = 5.0
-# A 429's Retry-After is honoured within 1 s .. 1 h.
-RETRY_AFTER_BOUNDS = (1.0, 3600.0)
-_REASONS = {401: "authentication", 403: "forbidden", 404: "not_found", 422: "validation"}
 
 
 class Analytics(Protocol):
@@ -38,20 +31,6 @@ class Analytics(Protocol):
         """Send events in one call."""
 
     async def aclose(self) -> None: ...
-
-
-def failure(response: httpx.Response) -> JobError | None:
-    """None for 2xx; a 429 snoozes, 4xx is permanent, anything else retries."""
-    code = response.status_code
-    if 200 <= code < 300:
-        return None
-    if code == 429:
-        delay = retry_after_seconds(response.headers, bounds=RETRY_AFTER_BOUNDS)
-        return Snooze(delay or DEFAULT_SNOOZE_SECONDS, f"{SERVICE} answered 429")
-    if 400 <= code < 500:
-        reason = _REASONS.get(code, "invalid_request")
-        return PermanentError(f"{SERVICE} refused the call: HTTP {code} ({reason})", reason=reason)
-    return RetryableError(f"{SERVICE} answered HTTP {code}")
 
 
 class AnalyticsService:
@@ -72,7 +51,7 @@ class AnalyticsService:
         response = await self._http.send(
             "POST", path, tenant_id, body=orjson.dumps(payload), idempotency_key=key
         )
-        error = failure(response)
+        error = failure_for_status(response, SERVICE)
         if error is not None:
             raise error
 
