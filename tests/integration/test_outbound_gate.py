@@ -1,9 +1,12 @@
 """The outbound gate against real PostgreSQL: token buckets refilled on the
-database clock, the in-flight cap, slots of dead holders, the emergency stop
-and the circuit breaker (SPEC §5, decision 0009)."""
+database clock, reservations (booked in order, used once, lapsing without
+ever letting the bucket overflow), the in-flight cap, slots of dead holders,
+the emergency stop and the circuit breaker (SPEC §5, decision 0009)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -13,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from queue_service.core.buckets import BreakerPolicy, BucketLimits, refilled
+from queue_service.core.buckets import BreakerPolicy, BucketLimits, refilled, worst_window
 from queue_service.errors import PermanentError, RetryableError, Snooze
 from queue_service.runtime.outbound import STOP_SNOOZE_SECONDS, SharedGate
 from queue_service.runtime.service import Runtime
@@ -33,6 +36,8 @@ def make_gate(runtime: Runtime) -> GateFactory:
         failures: int = 2,
         open_seconds: float = 30.0,
         slot_seconds: float = 30.0,
+        grace_seconds: float = 5.0,
+        horizon_seconds: float = 60.0,
     ) -> SharedGate:
         return SharedGate(
             runtime.store,
@@ -40,6 +45,8 @@ def make_gate(runtime: Runtime) -> GateFactory:
             BreakerPolicy(failures, open_seconds),
             slot_seconds=slot_seconds,
             jitter=lambda: 0.0,
+            grace_seconds=grace_seconds,
+            horizon_seconds=horizon_seconds,
         )
 
     return make
@@ -83,10 +90,12 @@ async def test_a_bucket_of_size_n_gives_n_calls_at_once_then_snoozes_until_the_n
     snooze = await snooze_of(gate)
 
     # Empty after three; one token at 0.5/s is 2 s away (less the few ms
-    # that passed since the third call).
+    # that passed since the third call), and it is this caller's now.
     assert 1.8 < snooze.delay_seconds <= 2.0
-    assert snooze.reason == "svc: bucket empty"
-    assert (await state(runtime)).tokens < 0.1
+    assert snooze.reason == "svc: bucket empty, next token reserved"
+    after = await state(runtime)
+    assert after.tokens < 0.1
+    assert after.reserved == 1
 
 
 async def test_the_bucket_refills_by_elapsed_time_on_the_database_clock(
@@ -258,3 +267,265 @@ async def test_the_configuration_updates_a_bucket_and_its_slots(
     async with runtime.db.connection() as conn:
         cur = await conn.execute("SELECT slot FROM outbound_slots ORDER BY slot")
         assert await cur.fetchall() == [(1,), (2,)]
+
+
+# Reservations (decision 0009): a caller that finds no token free of promises
+# is booked the next one and snoozes until it is due; its next acquire uses it.
+
+
+def travel(database_url: str, seconds: float) -> None:
+    """Move every stored time of the buckets and reservations back, as if
+    ``seconds`` had passed on the database clock."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE outbound_services SET refilled_at = refilled_at - make_interval(secs => %s)",
+            (seconds,),
+        )
+        conn.execute(
+            "UPDATE outbound_reservations SET due_at = due_at - make_interval(secs => %(s)s),"
+            " expires_at = expires_at - make_interval(secs => %(s)s)",
+            {"s": seconds},
+        )
+
+
+async def bookings(runtime: Runtime) -> list[tuple[str, float, int]]:
+    """(holder, seconds until due, tokens) of every reservation, in due order."""
+    async with runtime.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT holder, extract(epoch FROM due_at - now())::float8, tokens"
+            " FROM outbound_reservations ORDER BY due_at"
+        )
+        return list(await cur.fetchall())
+
+
+async def granted_at(runtime: Runtime, gate: SharedGate, holder: str) -> float:
+    """Take a token and a slot; the grant's time on the database clock (the
+    slot's taken_at: the acquiring statement's now())."""
+    async with gate.slot("svc", holder), runtime.db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT extract(epoch FROM taken_at)::float8 FROM outbound_slots WHERE holder = %s",
+            (holder,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+async def test_waiters_beyond_the_bucket_are_booked_one_interval_apart_in_arrival_order(
+    runtime: Runtime, make_gate: GateFactory
+) -> None:
+    gate = make_gate(size=2, refill=4)
+    for i in range(2):
+        await take(gate, f"first-{i}")
+
+    delays = [(await snooze_of(gate, f"w{k}")).delay_seconds for k in range(6)]
+
+    booked = await bookings(runtime)
+    assert [holder for holder, _, _ in booked] == [f"w{k}" for k in range(6)]
+    dues = [due for _, due, _ in booked]
+    # Exactly 1/refill apart on the database clock (the locked row's figures,
+    # not a snapshot: no two share a token), the first one interval away.
+    assert all(b - a == pytest.approx(0.25, abs=0.005) for a, b in itertools.pairwise(dues))
+    assert dues[0] <= 0.251
+    # Each snoozes until its own time (less the ms since the bucket emptied;
+    # a loaded machine may take a while between the statements).
+    assert all(0.25 * k < d <= 0.25 * (k + 1) + 0.01 for k, d in enumerate(delays))
+    assert (await state(runtime)).reserved == 6
+
+    # Booked at once from many connections: the service row's lock lines
+    # them up, so still one distinct token each, 1/refill apart, after w5's.
+    await asyncio.gather(*(snooze_of(gate, f"c{k}") for k in range(10)))
+    dues = [due for _, due, _ in await bookings(runtime)]
+    assert len(dues) == 16
+    assert all(b - a == pytest.approx(0.25, abs=0.005) for a, b in itertools.pairwise(dues))
+    assert (await state(runtime)).reserved == 16
+
+
+async def test_each_waiter_is_admitted_exactly_once_at_its_time_and_the_bucket_holds(
+    runtime: Runtime, make_gate: GateFactory
+) -> None:
+    limits = BucketLimits(2, 10, 10)
+    gate = make_gate(size=limits.size, refill=limits.refill_per_second)
+    grants = [await granted_at(runtime, gate, f"first-{i}") for i in range(2)]
+    waiters = [f"w{k}" for k in range(8)]
+    delays = {w: (await snooze_of(gate, w)).delay_seconds for w in waiters}
+
+    async def waiter(holder: str) -> float:
+        # Before its time a booking is kept, not used, and books nothing more.
+        if delays[holder] > 0.15:
+            early = await snooze_of(gate, holder)
+            assert early.reason == "svc: reserved token not due yet"
+        await asyncio.sleep(delays[holder])
+        return await granted_at(runtime, gate, holder)  # no snooze: its token is there
+
+    async def stranger() -> list[Snooze]:
+        # Someone without a booking, trying all the while: every token is
+        # promised, so it is booked at the back of the line, never let in.
+        got = []
+        for _ in range(4):
+            got.append(await snooze_of(gate, "stranger"))
+            await asyncio.sleep(0.15)
+        return got
+
+    admitted, refused = await asyncio.gather(
+        asyncio.gather(*(waiter(w) for w in waiters)), stranger()
+    )
+
+    grants += admitted
+    assert len(grants) == 10
+    assert admitted == sorted(admitted)  # in booking order
+    count, seconds, excess = worst_window(limits, sorted(grants))
+    assert excess <= 0, f"{count} grants within {seconds:.3f} s"
+    assert refused[0].reason == "svc: bucket empty, next token reserved"
+    assert {s.reason for s in refused[1:]} == {"svc: reserved token not due yet"}
+    # Used bookings promise nothing more; the stranger's one is still out.
+    assert (await state(runtime)).reserved == 1
+    # Used once: the same holder again is booked anew, not let in again.
+    again = await snooze_of(gate, "w0")
+    assert again.reason == "svc: bucket empty, next token reserved"
+
+
+async def test_a_late_holder_uses_its_token_without_letting_the_next_caller_in_early(
+    runtime: Runtime, make_gate: GateFactory, database_url: str
+) -> None:
+    gate = make_gate(size=1, refill=1, grace_seconds=5)
+    await take(gate, "a")
+    await snooze_of(gate, "late")  # due in 1 s
+    travel(database_url, 1.9)  # back 0.9 s late, within the grace
+
+    await take(gate, "late")
+
+    # A debt that kept refilling while the token waited for its holder would
+    # book the next caller 0.1 s from now: two calls in 0.1 s through a
+    # bucket of one. The bucket is what decides: the next token is 1 s away.
+    nxt = await snooze_of(gate, "next")
+    assert 0.9 < nxt.delay_seconds <= 1.01
+
+
+async def test_a_booking_never_used_lapses_and_gives_its_token_back_but_never_twice(
+    runtime: Runtime, make_gate: GateFactory, database_url: str
+) -> None:
+    gate = make_gate(size=3, refill=1, grace_seconds=1)
+    for holder in ("a", "b", "c"):
+        await take(gate, holder)
+    await snooze_of(gate, "gone")  # due in 1 s, lapses at 2 s; never back
+    await snooze_of(gate, "queued")  # due in 2 s
+    travel(database_url, 1.5)
+    # Due, not lapsed: still promised to "gone", so "queued" waits its turn.
+    assert (await snooze_of(gate, "queued")).reason == "svc: reserved token not due yet"
+
+    travel(database_url, 1.1)  # 2.6 s: "gone" lapsed; 2.6 tokens refilled
+
+    await take(gate, "queued")  # this acquire also deletes the lapsed booking
+    assert (await state(runtime)).reserved == 0
+    # The lapsed token is in the pool: a caller without a booking gets it now
+    # (with "gone" still promised one, it would have been booked behind).
+    await take(gate, "x")
+    # and no more than the bucket holds: 5 calls in 2.6 s through 3 + 1/s.
+    nxt = await snooze_of(gate, "y")
+    assert nxt.reason == "svc: bucket empty, next token reserved"
+    assert 0.3 < nxt.delay_seconds <= 0.41
+    # Its holder back after the lapse holds nothing: booked anew, at the back.
+    late = await snooze_of(gate, "gone")
+    assert late.reason == "svc: bucket empty, next token reserved"
+    assert 1.3 < late.delay_seconds <= 1.41
+    # "queued"'s used-up booking stays as the memory of its run's calls.
+    assert [(h, t) for h, _, t in await bookings(runtime)] == [
+        ("queued", 0),
+        ("y", 1),
+        ("gone", 1),
+    ]
+
+
+async def test_no_booking_beyond_the_horizon(runtime: Runtime, make_gate: GateFactory) -> None:
+    gate = make_gate(size=1, refill=1, horizon_seconds=2.5)
+    await take(gate, "a")
+    await snooze_of(gate, "b")  # due in 1 s
+    await snooze_of(gate, "c")  # due in 2 s
+
+    beyond = await snooze_of(gate, "d")  # would be due in 3 s
+
+    assert beyond.reason == "svc: bucket booked 2.5 s ahead"
+    # Back when a booking would fall within the horizon again (no jitter here).
+    # Back after one interval, the least it waits (no jitter here).
+    assert beyond.delay_seconds == 1.0
+    assert [holder for holder, _, _ in await bookings(runtime)] == ["b", "c"]
+    assert (await state(runtime)).reserved == 2
+
+
+async def test_a_due_booking_waits_for_a_slot_and_keeps_its_place(
+    runtime: Runtime, make_gate: GateFactory, database_url: str
+) -> None:
+    gate = make_gate(size=1, refill=1, max_in_flight=1, grace_seconds=1)
+    async with gate.slot("svc", "a"):
+        await snooze_of(gate, "b")  # booked, due in 1 s
+        travel(database_url, 1.8)  # due; 0.2 s of grace left
+        held = await snooze_of(gate, "b")
+        assert held.reason == "svc: 1 calls in flight (the cap)"
+        # Kept, and its lapse pushed a grace away while it waits for the slot.
+        ((holder, _, tokens),) = await bookings(runtime)
+        assert (holder, tokens) == ("b", 1)
+        travel(database_url, 0.5)  # past its first lapse time
+        assert (await snooze_of(gate, "b")).reason == "svc: 1 calls in flight (the cap)"
+        assert (await state(runtime)).reserved == 1
+    await take(gate, "b")
+    assert (await state(runtime)).reserved == 0
+
+
+async def test_a_job_making_two_calls_a_run_books_two_tokens_and_gets_through(
+    runtime: Runtime, make_gate: GateFactory, database_url: str
+) -> None:
+    # A bucket of at least two: a bucket of one never gives two calls in the
+    # same moment, booked or not.
+    gate = make_gate(size=2, refill=1)
+    await take(gate, "other")
+    await take(gate, "other")
+
+    async def run(holder: str) -> bool:
+        """One run of a job that makes two calls; whether it finished."""
+        try:
+            await take(gate, holder)
+            await take(gate, holder)
+        except Snooze:
+            return False
+        return True
+
+    assert not await run("job")  # first call booked
+    travel(database_url, 1.0)
+    # Its booking serves the first call; the second is booked with one more
+    # token than the run used, so the next run has both.
+    assert not await run("job")
+    assert [(h, t) for h, _, t in await bookings(runtime)] == [("job", 2)]
+    travel(database_url, 2.0)
+    assert await run("job")
+    assert (await state(runtime)).reserved == 0
+
+
+async def test_a_reset_drops_every_booking(runtime: Runtime, make_gate: GateFactory) -> None:
+    gate = make_gate(size=1, refill=0.1)
+    await take(gate, "a")
+    for holder in ("b", "c"):
+        await snooze_of(gate, holder)
+    assert (await state(runtime)).reserved == 2
+
+    assert await runtime.store.outbound_reset("svc")
+
+    assert await bookings(runtime) == []
+    assert (await state(runtime)).reserved == 0
+    await take(gate, "c")  # a full bucket again, first come first served
+
+
+async def test_a_stopped_service_or_an_open_breaker_books_nothing(
+    runtime: Runtime, make_gate: GateFactory, database_url: str
+) -> None:
+    gate = make_gate(size=1, refill=1, failures=1, open_seconds=60)
+    await fail_once(gate)  # the only token, and the breaker opens
+    assert "circuit breaker open" in (await snooze_of(gate, "b")).reason
+    shift_clock(database_url, 60, "opened_at")
+    # Past its period with no token: the first token through will be the
+    # probe, and no one is booked ahead of it.
+    assert (await snooze_of(gate, "b")).reason == "svc: bucket empty"
+    assert await runtime.store.outbound_stop("svc", "ops", None)
+    assert (await snooze_of(gate, "c")).delay_seconds == STOP_SNOOZE_SECONDS
+    assert await bookings(runtime) == []
+    assert (await state(runtime)).reserved == 0

@@ -75,9 +75,14 @@ async def test_a_job_that_finds_the_bucket_empty_snoozes_until_the_next_token_fr
     ]
     assert snoozed.attempts == 0
     history = await runtime.store.job_events(snoozed.id)
-    assert [(e.event, e.error) for e in history] == [("snoozed", "testapi: bucket empty")]
-    # The next token is ~10 s away (0.1/s), plus at most one interval of jitter.
-    assert 8 < (snoozed.run_at - datetime.now(UTC)).total_seconds() <= 20
+    assert [(e.event, e.error) for e in history] == [
+        ("snoozed", "testapi: bucket empty, next token reserved")
+    ]
+    # The next token is ~10 s away (0.1/s) and booked for this job: it comes
+    # back when it is due, plus a few ms of jitter at most.
+    assert 8 < (snoozed.run_at - datetime.now(UTC)).total_seconds() <= 10.1
+    (bucket,) = await runtime.store.outbound_states("testapi")
+    assert bucket.reserved == 1
     assert worker.runners["test"].running == 0 and not worker.runners["test"].held
     assert len(server.spans) == 1
 

@@ -1,6 +1,9 @@
 """The outbound gate (SPEC §5): a call to an external service takes a token
 and an in-flight slot from the service's bucket in PostgreSQL, shared by
 every process, or the job snoozes; its outcome feeds the service's breaker.
+A job that finds no token free is booked the next one (a reservation) and
+snoozes until it is due, so a backlog waits in line once instead of all
+coming back for every token (decision 0009).
 """
 
 from __future__ import annotations
@@ -28,14 +31,26 @@ STOP_SNOOZE_SECONDS = 30.0
 PROBE_WAIT_SECONDS = 1.0
 # A call that found every slot taken waits about as long as a short call lasts.
 IN_FLIGHT_SNOOZE_SECONDS = 0.25
+# A reservation not used this long after it is due lapses and its token goes
+# back to the pool: long enough for a snoozed job to be claimed again (a poll
+# or two), short enough that a cancelled job's booking is not missed for long.
+RESERVATION_GRACE_SECONDS = 5.0
+# No token is booked further ahead than this: a huge backlog does not book
+# hours of tokens; callers beyond it snooze without a booking and try again.
+RESERVATION_HORIZON_SECONDS = 60.0
+# A booked job comes back this much after its due time at most: bookings are
+# 1/refill apart already, so this only spreads jobs booked for one instant.
+RESERVATION_JITTER_SECONDS = 0.05
 
 
 class SharedGate:
     """The OutboundGate of processors/deps.py, backed by the database.
 
-    Snooze delays get up to one token's interval of jitter (``jitter`` returns
-    a factor in [0, 1)), so jobs that found the bucket empty together do not
-    all come back for the same next token.
+    A caller that finds no token free of promises is booked the next one
+    and snoozes until it is due (plus up to RESERVATION_JITTER_SECONDS); its
+    holder's next acquire then uses it. Other snoozes get up to one token's
+    interval of jitter (``jitter`` returns a factor in [0, 1)), so callers
+    refused together do not all come back at once.
     """
 
     def __init__(
@@ -46,12 +61,16 @@ class SharedGate:
         *,
         slot_seconds: float = 30.0,
         jitter: JitterSource = random.random,
+        grace_seconds: float = RESERVATION_GRACE_SECONDS,
+        horizon_seconds: float = RESERVATION_HORIZON_SECONDS,
     ) -> None:
         self.store = store
         self.limits = dict(limits)
         self.breaker = breaker
         self.slot_seconds = slot_seconds
         self.jitter = jitter
+        self.grace_seconds = grace_seconds
+        self.horizon_seconds = horizon_seconds
         self._configured: set[str] = set()
         self._configuring = asyncio.Lock()
 
@@ -96,14 +115,24 @@ class SharedGate:
             )
         if service not in self._configured:
             await self.configure(service)
-        got = await self.store.outbound_acquire(service, holder, lease, self.slot_seconds)
+        got = await self._acquire_once(service, holder, lease)
         if got is None:  # the row was removed behind our back: make it again
             self._configured.discard(service)
             await self.configure(service)
-            got = await self.store.outbound_acquire(service, holder, lease, self.slot_seconds)
+            got = await self._acquire_once(service, holder, lease)
         if got is None:
             raise RetryableError(f"outbound service {service!r} has no bucket row")
         return got
+
+    async def _acquire_once(self, service: str, holder: str, lease: uuid.UUID) -> Acquired | None:
+        return await self.store.outbound_acquire(
+            service,
+            holder,
+            lease,
+            self.slot_seconds,
+            grace_seconds=self.grace_seconds,
+            horizon_seconds=self.horizon_seconds,
+        )
 
     async def configure(self, service: str) -> None:
         """Create or update the service's bucket from configuration (once per
@@ -118,6 +147,25 @@ class SharedGate:
         """How long to snooze and why, when no token or slot was taken."""
         limits = self.limits[service]
         interval = 1.0 / limits.refill_per_second
+        due_in = got.due_in or 0.0
+        if got.verdict == "reserved":
+            return (
+                due_in + self.jitter() * RESERVATION_JITTER_SECONDS,
+                f"{service}: bucket empty, next token reserved",
+            )
+        if got.verdict == "early":
+            return (
+                due_in + self.jitter() * RESERVATION_JITTER_SECONDS,
+                f"{service}: reserved token not due yet",
+            )
+        if got.verdict == "beyond":
+            # Come back when a booking would fall within the horizon, spread
+            # over half of it: bookings free up at the bucket's rate.
+            return (
+                max(interval, due_in - self.horizon_seconds)
+                + self.jitter() * self.horizon_seconds / 2,
+                f"{service}: bucket booked {self.horizon_seconds:g} s ahead",
+            )
         if got.stopped:
             by = f" by {got.stopped_by}" if got.stopped_by else ""
             why = f": {got.stop_reason}" if got.stop_reason else ""
@@ -134,9 +182,17 @@ class SharedGate:
                 IN_FLIGHT_SNOOZE_SECONDS + self.jitter() * interval,
                 f"{service}: {limits.max_in_flight} calls in flight (the cap)",
             )
-        # The snapshot may show a token another process took while this
-        # statement waited for the row: then the next one is an interval away.
-        wait = seconds_until_token(got.tokens, limits.refill_per_second) or interval
+        if got.verdict == "held":
+            # Due, but no whole token: holders booked ahead came late while the
+            # bucket sat full at its size (refill beyond it is lost), or the
+            # booking is for more calls than the bucket holds. It asks again
+            # when the next token is whole; its booking is kept meanwhile.
+            wait = seconds_until_token(got.tokens, limits.refill_per_second) or interval
+            return wait, f"{service}: reserved token due, not yet refilled"
+        # Refused with no token (an open breaker past its period books
+        # nothing): wait for the first token free of promises.
+        free = got.tokens - got.reserved
+        wait = seconds_until_token(free, limits.refill_per_second) or interval
         return wait + self.jitter() * interval, f"{service}: bucket empty"
 
     async def _keep(self, service: str, slot: int, lease: uuid.UUID) -> None:
@@ -185,6 +241,8 @@ def unused_state(service: str, limits: BucketLimits, breaker: BreakerPolicy) -> 
         max_in_flight=limits.max_in_flight,
         tokens=limits.size,
         in_flight=0,
+        reserved=0,
+        reserved_until=None,
         stopped_at=None,
         stopped_by=None,
         stop_reason=None,

@@ -15,18 +15,29 @@ from queue_service.store.db import Database
 from queue_service.store.queries import Q
 
 BreakerState = Literal["closed", "open", "half_open"]
+# What an acquire did (outbound_acquire's verdict): a token taken (`taken`,
+# or `used` from the holder's reservation), a token booked (`reserved`), or
+# nothing and why: `refused` (stop, breaker), `busy` (every slot taken),
+# `held` (the holder's booking is due; its token or a slot is not there yet),
+# `early` (the booking is not due), `beyond` (a booking would pass the horizon).
+Verdict = Literal["taken", "used", "reserved", "refused", "busy", "held", "early", "beyond"]
 
 
 @dataclass(frozen=True, slots=True)
 class Acquired:
     """What an acquire found. ``slot`` is set when a token and a slot were
-    taken; otherwise the rest says why not (as of the statement's snapshot)."""
+    taken; otherwise the rest says why not (as of the service row it locked)."""
 
     slot: int | None
+    verdict: Verdict
     probe: bool  # this call is the half-open breaker's one probe
     slot_free: bool
-    tokens: float
+    tokens: float  # in the bucket, including tokens promised to reservations
+    reserved: int  # tokens promised to reservations, before this acquire
     refill_per_second: float
+    # Seconds until the booking is due (`reserved`, `early`), or until it
+    # would have been (`beyond`).
+    due_in: float | None
     stopped: bool
     stopped_by: str | None
     stop_reason: str | None
@@ -45,6 +56,8 @@ class OutboundState:
     max_in_flight: int
     tokens: float
     in_flight: int
+    reserved: int  # tokens promised to live reservations
+    reserved_until: datetime | None  # when the last booked token is due
     stopped_at: datetime | None
     stopped_by: str | None
     stop_reason: str | None
@@ -78,9 +91,18 @@ class OutboundStore:
             )
 
     async def outbound_acquire(
-        self, service: str, holder: str, lease: UUID, slot_seconds: float
+        self,
+        service: str,
+        holder: str,
+        lease: UUID,
+        slot_seconds: float,
+        *,
+        grace_seconds: float = 5.0,
+        horizon_seconds: float = 60.0,
     ) -> Acquired | None:
-        """None when the service has no row yet (configure it first)."""
+        """None when the service has no row yet (configure it first). A
+        reservation lapses ``grace_seconds`` after it is due; none is booked
+        more than ``horizon_seconds`` ahead."""
         async with self.db.connection() as c, c.cursor(row_factory=class_row(Acquired)) as cur:
             await cur.execute(
                 Q["outbound_acquire"],
@@ -89,6 +111,8 @@ class OutboundStore:
                     "holder": holder,
                     "lease": lease,
                     "slot_seconds": slot_seconds,
+                    "grace_seconds": grace_seconds,
+                    "horizon_seconds": horizon_seconds,
                 },
             )
             return await cur.fetchone()

@@ -12,6 +12,12 @@ CREATE TABLE outbound_services (
     max_in_flight        integer NOT NULL CHECK (max_in_flight >= 1),
     tokens               double precision NOT NULL,
     refilled_at          timestamptz NOT NULL DEFAULT now(),
+    -- Tokens promised to waiting callers (outbound_reservations' unused
+    -- tokens, counted here so that one locked row says how many of `tokens`
+    -- are spoken for). `tokens` stays the plain bucket: every call made takes
+    -- a whole token from it, reserved or not, so the bucket's bound holds
+    -- whatever happens to a reservation; `reserved` only orders who gets one.
+    reserved             integer NOT NULL DEFAULT 0,
     -- Emergency stop: every caller snoozes until a reset.
     stopped_at           timestamptz,
     stopped_by           text,
@@ -49,6 +55,30 @@ CREATE TABLE outbound_slots (
     PRIMARY KEY (service, slot)
 ) WITH (fillfactor = 50);
 
+-- Reservations (decision 0009, "virtual scheduling"): a caller that found no
+-- token free of promises is booked the next one instead of being refused, and
+-- snoozes until due_at; its next acquire at or after due_at uses it. Each
+-- reservation is `tokens` tokens (more than one for a job that makes several
+-- calls per run, see outbound_acquire) of which `used` were used; a row whose
+-- tokens are all used stays until it expires as the memory of how many calls
+-- the holder's run made. An unused reservation (job cancelled, failed, its
+-- worker killed) lapses at expires_at (due_at plus a grace) and the next
+-- acquire of the service deletes it and gives its tokens back to the pool.
+-- No unique holder: a row being deleted as lapsed by one statement while its
+-- holder books a new one must not make either wait (see outbound_acquire).
+CREATE TABLE outbound_reservations (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    service     text NOT NULL REFERENCES outbound_services ON DELETE CASCADE,
+    holder      text NOT NULL,
+    due_at      timestamptz NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    tokens      integer NOT NULL CHECK (tokens >= 0),
+    used        integer NOT NULL DEFAULT 0 CHECK (used >= 0),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX outbound_reservations_holder ON outbound_reservations (service, holder);
+CREATE INDEX outbound_reservations_expiry ON outbound_reservations (service, expires_at);
+
 -- The refill rule, written once for every statement (core/buckets.refilled
 -- is the same sum, and a test holds them equal). A one-line SQL function
 -- marked IMMUTABLE is inlined by the planner: no call overhead.
@@ -71,7 +101,9 @@ $$;
 -- slots and report to the breaker; the API (admin routes) reads the state,
 -- creates a service's row from configuration, stops and resets. Neither
 -- deletes a service. No row-level security: no tenant owns these rows.
-REVOKE ALL ON outbound_services, outbound_slots FROM queue_service_api, queue_service_engine;
+REVOKE ALL ON outbound_services, outbound_slots, outbound_reservations
+    FROM queue_service_api, queue_service_engine;
 GRANT SELECT, INSERT, UPDATE ON outbound_services TO queue_service_api, queue_service_engine;
-GRANT SELECT, INSERT, UPDATE, DELETE ON outbound_slots TO queue_service_api, queue_service_engine;
+GRANT SELECT, INSERT, UPDATE, DELETE ON outbound_slots, outbound_reservations
+    TO queue_service_api, queue_service_engine;
 GRANT EXECUTE ON FUNCTION outbound_refilled TO queue_service_api, queue_service_engine;
