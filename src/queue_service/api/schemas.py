@@ -164,6 +164,9 @@ class OutboundLimitOut(BaseModel):
     size: float
     refill_per_second: float
     tokens: float
+    # Tokens promised to waiting jobs (reservations), and when the last is due.
+    reserved: int
+    reserved_until: datetime | None
     max_in_flight: int
     in_flight: int
     stopped: bool

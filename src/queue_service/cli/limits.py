@@ -50,7 +50,8 @@ def rate_limits_status(
         out.print_json(orjson.dumps([dataclasses.asdict(s) for s in states]).decode())
         return
     table = Table(title="outbound rate limits")
-    for col in ("service", "tokens", "refill/s", "in flight", "stopped", "breaker", "failures"):
+    columns = ("service", "tokens", "reserved", "refill/s", "in flight", "stopped", "breaker")
+    for col in (*columns, "failures"):
         table.add_column(col, justify="right" if col in ("tokens", "refill/s") else "left")
     for s in states:
         breaker: str = s.breaker_state
@@ -59,6 +60,7 @@ def rate_limits_status(
         table.add_row(
             s.service,
             f"{s.tokens:.1f} / {s.size:g}",
+            f"{s.reserved}" if s.reserved else "-",
             f"{s.refill_per_second:g}",
             f"{s.in_flight} / {s.max_in_flight}",
             f"[red]STOPPED[/red] by {s.stopped_by}: {s.stop_reason or '-'}"

@@ -147,6 +147,8 @@ def _outbound_out(s: OutboundState) -> OutboundLimitOut:
         size=s.size,
         refill_per_second=s.refill_per_second,
         tokens=round(s.tokens, 3),
+        reserved=s.reserved,
+        reserved_until=s.reserved_until,
         max_in_flight=s.max_in_flight,
         in_flight=s.in_flight,
         stopped=s.stopped_at is not None,
