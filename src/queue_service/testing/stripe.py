@@ -116,6 +116,20 @@ class FakeStripe:
         assert status == 200
         return str(intent["id"])
 
+    def authorized_intent(self, amount: int, currency: str = "usd") -> str:
+        """A PaymentIntent authorized for manual capture, made directly."""
+        with self._lock:
+            status, intent = self._create_intent(
+                {
+                    "amount": str(amount),
+                    "currency": currency,
+                    "payment_method": "pm_card_visa",
+                    "capture_method": "manual",
+                }
+            )
+        assert status == 200
+        return str(intent["id"])
+
     def after_answer(
         self, matches: Callable[[Request], bool], callback: Callable[[Request], None]
     ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from queue_service.core.jobs import JobStatus
+from queue_service.core.jobs import EnqueueRequest, JobStatus
 from queue_service.runtime.service import Runtime
 from queue_service.testing.stripe import FakeStripe
 from tests.integration.conftest import WorkerFactory
@@ -162,3 +162,32 @@ async def test_two_payment_jobs_for_one_order_never_charge_at_once_and_both_end_
         "email.send": 1,
         "webhook.process": 1,
     }
+
+
+async def test_an_authorized_payment_is_captured_once_and_a_second_capture_changes_nothing(
+    runtime: Runtime, run_worker: WorkerFactory, fake_stripe: FakeStripe
+) -> None:
+    intent = fake_stripe.authorized_intent(2000)
+    capture = EnqueueRequest(
+        type="payment.capture",
+        data={"payment_intent_id": intent, "order_id": "o-cap"},
+        tenant_id="t1",
+    )
+    done = await runtime.manager.enqueue(capture)
+    run_worker(queues=("money",))
+    job = await run_to_end(runtime, done.job_id)
+    assert job.status is JobStatus.COMPLETED and job.result["status"] == "captured"
+    assert fake_stripe.intents[intent]["status"] == "succeeded"
+    assert len(fake_stripe.posts(f"{INTENTS}/{intent}/capture")) == 1
+
+    # Another capture of the same intent (a caller's own key): already captured is done.
+    again = await runtime.manager.enqueue(
+        EnqueueRequest(
+            type="payment.capture",
+            data={"payment_intent_id": intent, "order_id": "o-cap"},
+            tenant_id="t1",
+            idempotency_key="capture-again",
+        )
+    )
+    assert (await run_to_end(runtime, again.job_id)).status is JobStatus.COMPLETED
+    assert len(fake_stripe.posts(f"{INTENTS}/{intent}/capture")) == 1
