@@ -8,6 +8,8 @@ from uuid import UUID
 import psycopg
 
 from queue_service.core.jobs import JobStatus
+from queue_service.runtime.duties import leader_duties
+from queue_service.runtime.duties.maintenance import MaintenanceDuty
 from queue_service.runtime.leader import Leader
 from queue_service.runtime.service import Runtime
 from queue_service.store.session import LeaderSession
@@ -101,12 +103,11 @@ async def test_maintenance_expires_idempotency_keys_and_old_nonces(
 async def test_the_leader_enqueues_each_maintenance_job_once_per_period(
     runtime: Runtime,
 ) -> None:
-    leader = Leader(runtime.manager, LeaderSession(runtime.conninfo))
+    leader = Leader(LeaderSession(runtime.conninfo), leader_duties(runtime.manager))
     try:
         await leader.tick()
         await leader.tick()
-        other = Leader(runtime.manager, LeaderSession(runtime.conninfo))
-        await other.schedule_maintenance()  # a fail-over in the same hour
+        await MaintenanceDuty(runtime.manager).run()  # a fail-over in the same hour
     finally:
         await leader.session.release()
     counts = await runtime.store.queue_counts()
@@ -138,3 +139,39 @@ async def test_cleanup_forgets_old_delivery_records_and_sent_ledger_rows(
         keys = conn.execute("SELECT message_key FROM sent_messages").fetchall()
         deliveries = conn.execute("SELECT count(*) FROM webhook_deliveries").fetchone()
     assert keys == [("young",)] and deliveries == (1,)
+
+
+class Broken:
+    name = "broken"
+    every_seconds = 0.0
+
+    async def run(self) -> None:
+        raise ZeroDivisionError("a bug in one duty")
+
+
+class Counting:
+    name = "counting"
+    every_seconds = 3600.0
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def run(self) -> None:
+        self.runs += 1
+
+
+async def test_a_failing_duty_does_not_stop_the_others_and_each_runs_on_its_own_period(
+    runtime: Runtime,
+) -> None:
+    counting = Counting()
+    leader = Leader(
+        LeaderSession(runtime.conninfo), [Broken(), *leader_duties(runtime.manager), counting]
+    )
+    try:
+        await leader.tick()
+        await leader.tick()
+    finally:
+        await leader.session.release()
+    assert counting.runs == 1  # hourly: once, though the leader ticked twice
+    counts = await runtime.store.queue_counts()
+    assert counts["background"].waiting == 2  # maintenance ran after the broken duty

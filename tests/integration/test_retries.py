@@ -102,10 +102,11 @@ async def test_a_job_longer_than_its_lease_is_kept_alive_by_heartbeats(
     runtime: Runtime, run_worker: WorkerFactory
 ) -> None:
     # test.sleep has a 2 s lease; the leader's rescuer runs all the while.
+    from queue_service.runtime.duties import leader_duties
     from queue_service.runtime.leader import Leader
     from queue_service.store.session import LeaderSession
 
-    leader = Leader(runtime.manager, LeaderSession(runtime.conninfo), interval=0.2)
+    leader = Leader(LeaderSession(runtime.conninfo), leader_duties(runtime.manager), interval=0.2)
     leader_task = asyncio.create_task(leader.run())
     try:
         done = await runtime.manager.enqueue(job("test.sleep", seconds=4.5))

@@ -1,43 +1,46 @@
-"""Leader duties on one elected instance: rescue stalled jobs, prune the
-worker registry, and enqueue the periodic maintenance jobs.
+"""Leadership: one elected instance runs the periodic duties (duties/).
 
 Election is a session advisory lock; a dead leader's lock goes with its
 connection, and another instance takes over at its next attempt (one
-interval).
+interval). Each duty runs when its own period is due; one duty's bug is
+logged and does not stop the others (the rescuer above all).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Sequence
+from typing import Protocol
 
 import structlog
 
 from queue_service.runtime.backoff import Backoff, is_transient
-from queue_service.runtime.manager import JobManager
 from queue_service.store.session import LeaderSession
 
 log = structlog.get_logger("queue_service.leader")
 
-RESCUE_BATCH = 500
-WORKER_SILENCE_SECONDS = 120.0
-MAINTENANCE_JOBS = ("cleanup.run", "maintenance.run")
+
+class Duty(Protocol):
+    """A periodic job of the leader: rescue, maintenance, alerts, schedules..."""
+
+    name: str
+    every_seconds: float  # 0: every leader tick
+
+    async def run(self) -> None:
+        """One round; transient database errors propagate (the leader steps
+        down and retries), anything else is the duty's own failure."""
 
 
 class Leader:
     def __init__(
-        self,
-        manager: JobManager,
-        session: LeaderSession,
-        *,
-        interval: float = 5.0,
-        maintenance_every_seconds: int = 3600,
+        self, session: LeaderSession, duties: Sequence[Duty], *, interval: float = 5.0
     ) -> None:
-        self.manager = manager
-        self.store = manager.store
         self.session = session
+        self.duties = list(duties)
         self.interval = interval
-        self.maintenance_every = maintenance_every_seconds
         self.is_leader = False
+        self._last_run: dict[str, float] = {}
 
     async def run(self) -> None:
         backoff = Backoff(first=0.5, cap=self.interval)
@@ -57,39 +60,28 @@ class Leader:
             await asyncio.shield(self.session.release())
 
     async def tick(self) -> None:
-        """One election attempt and, if elected, one round of duties."""
+        """One election attempt and, if elected, every duty that is due."""
         if not await self.session.try_acquire():
             self._step_down()
             return
         if not self.is_leader:
             self.is_leader = True
-            log.info("became leader")
-        await self.rescue()
-        await self.store.prune_workers(WORKER_SILENCE_SECONDS)
-        await self.schedule_maintenance()
+            self._last_run.clear()  # a new leader runs everything at once
+            log.info("became leader", duties=[d.name for d in self.duties])
+        for duty in self.duties:
+            now = time.monotonic()
+            last = self._last_run.get(duty.name)
+            if last is not None and now - last < duty.every_seconds:
+                continue
+            self._last_run[duty.name] = now
+            try:
+                await duty.run()
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                log.exception("leader duty failed; the others go on", duty=duty.name)
 
     def _step_down(self) -> None:
         if self.is_leader:
             self.is_leader = False
             log.warning("no longer leader")
-
-    async def rescue(self) -> None:
-        while True:
-            report = await self.store.rescue_expired(RESCUE_BATCH)
-            if report.rescued or report.failed:
-                log.warning(
-                    "rescued stalled jobs",
-                    rescued=len(report.rescued),
-                    failed=len(report.failed),
-                    job_ids=[str(i) for i in (report.rescued + report.failed)[:20]],
-                )
-            if len(report.rescued) + len(report.failed) < RESCUE_BATCH:
-                return
-
-    async def schedule_maintenance(self) -> None:
-        """Enqueue each maintenance job once per period, whoever leads."""
-        now = await self.store.db_now()
-        bucket = int(now.timestamp()) // self.maintenance_every
-        for job_type in MAINTENANCE_JOBS:
-            if job_type in self.manager.registry.job_types:
-                await self.manager.enqueue_system(job_type, f"{job_type}:{bucket}")

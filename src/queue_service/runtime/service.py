@@ -17,6 +17,7 @@ from queue_service.core.catalog import QueueConfig
 from queue_service.processors.deps import ProcessorDeps
 from queue_service.processors.registry import Registry, load_registry
 from queue_service.providers import Providers
+from queue_service.runtime.duties import leader_duties
 from queue_service.runtime.leader import Leader
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.outbound import SharedGate
@@ -140,15 +141,15 @@ async def run_until_stopped(
     )
     leader_task: asyncio.Task[None] | None = None
     if leader:
-        duties = Leader(
-            runtime.manager,
+        elected = Leader(
             LeaderSession(
                 runtime.listen_conninfo or runtime.conninfo,
                 settings.queue_service_leader_interval_seconds,
             ),
+            leader_duties(runtime.manager),
             interval=settings.queue_service_leader_interval_seconds,
         )
-        leader_task = asyncio.create_task(duties.run(), name="leader")
+        leader_task = asyncio.create_task(elected.run(), name="leader")
     try:
         await worker.run(stop)
     finally:
