@@ -1,0 +1,2 @@
+-- Reserved for the per-minute metrics snapshots (issue 8).
+SELECT 1;

@@ -1,0 +1,2 @@
+-- Reserved for alert history (issue 8).
+SELECT 1;

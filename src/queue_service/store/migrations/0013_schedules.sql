@@ -1,0 +1,2 @@
+-- Reserved for cron schedules (issue 8).
+SELECT 1;
