@@ -26,6 +26,7 @@ _SECRET_NAMES = (
     "JWT_PUBLIC_KEY",
     "INTERNAL_HMAC_SECRET",
     "INTERNAL_HMAC_SECRETS",
+    "METRICS_TOKEN",
 )
 # Vendor secrets are read when a provider first needs one (Settings.secret),
 # never at start-up: a process that runs no payment never reads the Stripe key.
@@ -111,6 +112,11 @@ class Settings(BaseSettings):
     queue_service_rate_limit_enqueue_per_minute: int = Field(default=6000, ge=1)
     queue_service_rate_limit_read_per_minute: int = Field(default=12000, ge=1)
     queue_service_rate_limit_user_share: float = Field(default=0.5, gt=0, le=1)
+    # GET /metrics: with a token set, scrapers send `Authorization: Bearer
+    # <token>`; without one it is open (bind the port privately). Workers
+    # serve it on QUEUE_SERVICE_METRICS_PORT (off when unset; 0 picks a port).
+    metrics_token: SecretStr | None = None
+    queue_service_metrics_port: int | None = Field(default=None, ge=0, le=65535)
 
     # Tenants whose admins may stop and reset the outbound limits every tenant
     # shares (comma-separated); with none, only the CLI may.
