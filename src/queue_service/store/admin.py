@@ -118,43 +118,28 @@ class AdminStore:
             )
             return await cur.fetchone() is not None
 
-    async def list_job_ids(
+    async def list_jobs(
         self,
         queue: str,
         tenant: str,
         status: JobStatus,
         limit: int,
         after: tuple[datetime, UUID] | None = None,
-    ) -> list[UUID]:
-        """Keyset page of job ids: live by (run_at, id), finished newest first."""
+    ) -> list[Job]:
+        """Keyset page of whole jobs in one statement: live by (run_at, id),
+        finished newest first."""
+        if status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.ACTIVE):
+            at, after_id = after or (_FAR_PAST, _MIN_UUID)
+            query = Q["job_page_live"]
+            params: dict[str, Any] = {"after_at": at, "after_id": after_id}
+        else:
+            at, after_id = after or (_FAR_FUTURE, _MAX_UUID)
+            query = Q["job_page_finished"]
+            params = {"before_at": at, "before_id": after_id}
+        params.update(queue=queue, tenant=tenant, status=status.value, limit=limit)
         async with self.db.connection() as c:
-            if status in (JobStatus.WAITING, JobStatus.DELAYED, JobStatus.ACTIVE):
-                at, after_id = after or (_FAR_PAST, _MIN_UUID)
-                cur = await c.execute(
-                    Q["job_list_live"],
-                    {
-                        "queue": queue,
-                        "tenant": tenant,
-                        "status": status.value,
-                        "after_at": at,
-                        "after_id": after_id,
-                        "limit": limit,
-                    },
-                )
-            else:
-                at, after_id = after or (_FAR_FUTURE, _MAX_UUID)
-                cur = await c.execute(
-                    Q["job_list_finished"],
-                    {
-                        "queue": queue,
-                        "tenant": tenant,
-                        "status": status.value,
-                        "before_at": at,
-                        "before_id": after_id,
-                        "limit": limit,
-                    },
-                )
-            return [row[0] for row in await cur.fetchall()]
+            cur = await c.execute(query, params)
+            return [job_from_row(row) for row in await cur.fetchall()]
 
     async def queue_counts(self, tenant: str | None = None) -> dict[str, QueueCounts]:
         async with self.db.connection() as c:

@@ -32,12 +32,22 @@ router = APIRouter(tags=["queues"], responses=ERROR_RESPONSES)
 SAMPLE = 5
 
 
+async def _paused(scope: Scope) -> set[str]:
+    """Queues paused for the caller's tenant (or all), from one statement."""
+    return {q for q, _, _, _ in await scope.store.paused_queues()}
+
+
 async def _queue_out(
-    scope: Scope, name: str, counts: dict[str, QueueCounts] | None = None
+    scope: Scope,
+    name: str,
+    counts: dict[str, QueueCounts] | None = None,
+    paused: set[str] | None = None,
 ) -> QueueOut:
+    # Callers listing several queues pass counts and pauses read once for all.
     if counts is None:
         counts = await scope.store.queue_counts(scope.principal.tenant_id)
-    paused = {q for q, _, _, _ in await scope.store.paused_queues()}
+    if paused is None:
+        paused = await _paused(scope)
     c = counts.get(name, QueueCounts(name))
     return QueueOut(
         name=name,
@@ -55,8 +65,9 @@ def _known(state: State, name: str) -> None:
 async def list_queues(caller: AnyRole, state: State) -> QueueList:
     async with state.scope(caller) as scope:
         counts = await scope.store.queue_counts(caller.tenant_id)
+        paused = await _paused(scope)
         names = [q.name for q in state.runtime.registry.queues]
-        return QueueList(items=[await _queue_out(scope, n, counts) for n in names])
+        return QueueList(items=[await _queue_out(scope, n, counts, paused) for n in names])
 
 
 @router.get(
@@ -71,13 +82,12 @@ async def queue_status(name: str, caller: AnyRole, state: State) -> QueueStatus:
         base = await _queue_out(scope, name)
         samples: list[Job] = []
         for status in (JobStatus.ACTIVE, JobStatus.WAITING):
-            ids = await scope.store.list_job_ids(name, caller.tenant_id, status, SAMPLE)
-            for job_id in ids:
-                job = await scope.store.get_job(job_id, caller.tenant_id)
-                if job is not None and (
-                    caller.has_any_role("admin", "venue_admin") or job.created_by == caller.subject
-                ):
-                    samples.append(job)
+            page = await scope.store.list_jobs(name, caller.tenant_id, status, SAMPLE)
+            samples += [
+                job
+                for job in page
+                if caller.has_any_role("admin", "venue_admin") or job.created_by == caller.subject
+            ]
     return QueueStatus(
         **base.model_dump(),
         concurrency=registry.queue(name).concurrency,
@@ -113,9 +123,9 @@ async def list_jobs(
     wanted = JobStatus(status)
     after = decode_cursor(cursor) if cursor else None
     async with state.scope(caller) as scope:
-        ids = await scope.store.list_job_ids(name, caller.tenant_id, wanted, limit + 1, after)
-        jobs = [j for i in ids[:limit] if (j := await scope.store.get_job(i, caller.tenant_id))]
-    more = len(ids) > limit and bool(jobs)
+        page = await scope.store.list_jobs(name, caller.tenant_id, wanted, limit + 1, after)
+    jobs = page[:limit]
+    more = len(page) > limit
     return JobList(
         items=[job_out(j) for j in jobs],
         next_cursor=_encode_cursor(jobs[-1], wanted) if more else None,

@@ -449,18 +449,28 @@ history AS (
 )
 SELECT id FROM done
 
--- name: job_list_live
--- Live jobs of a queue and tenant by status, keyset-paginated on (run_at, id).
-SELECT id FROM jobs
+-- name: job_page_live
+-- A page of a queue's live jobs for one tenant by status, keyset-paginated
+-- on (run_at, id), whole rows in job_get's column order: one statement per
+-- page, never one per job (issue 8, item 9).
+SELECT id, tenant_id, queue, type,
+       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
+       priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
+       run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of
+FROM jobs
 WHERE queue = %(queue)s AND tenant_id = %(tenant)s
   AND CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END = %(status)s
   AND (run_at, id) > (%(after_at)s, %(after_id)s)
 ORDER BY run_at, id
 LIMIT %(limit)s
 
--- name: job_list_finished
--- Finished jobs of a queue and tenant by status, newest first, keyset-paginated.
-SELECT id FROM finished_jobs
+-- name: job_page_finished
+-- A page of a queue's finished jobs for one tenant by status, newest first,
+-- whole rows in job_get's column order (finished_jobs_listing_idx).
+SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
+       idempotency_key, created_by, created_at, run_at, started_at, finished_at,
+       last_error, result, request_id, replay_of
+FROM finished_jobs
 WHERE tenant_id = %(tenant)s AND queue = %(queue)s AND status = %(status)s
   AND (finished_at, id) < (%(before_at)s, %(before_id)s)
 ORDER BY finished_at DESC, id DESC
