@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from queue_service.api.bodylimit import BodyLimitMiddleware
 from queue_service.api.problems import install_problem_handlers
 from queue_service.api.requestid import RequestIdMiddleware
-from queue_service.api.routes import dlq, health, jobs, queues, rate_limits
+from queue_service.api.routes import dlq, health, jobs, metrics, queues, rate_limits
 from queue_service.api.security import SECURITY_SCHEMES
 from queue_service.api.state import ApiState
 
@@ -32,7 +32,14 @@ def create_app(state: ApiState) -> FastAPI:
     )
     app.state.api = state
     install_problem_handlers(app)
-    routers = (jobs.router, queues.router, dlq.router, rate_limits.router, health.router)
+    routers = (
+        jobs.router,
+        queues.router,
+        dlq.router,
+        rate_limits.router,
+        health.router,
+        metrics.router,
+    )
     for router in routers:
         app.include_router(router)
     # Added last = outermost: every response, a 413 included, gets its id.

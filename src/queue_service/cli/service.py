@@ -22,7 +22,9 @@ from queue_service.cli.app import (
 )
 from queue_service.errors import QueueServiceError
 from queue_service.providers.status import production_refusal, provider_statuses
+from queue_service.runtime.metrics_server import MetricsServer
 from queue_service.runtime.service import (
+    Runtime,
     freeze_startup_heap,
     install_signal_handlers,
     loop_factory,
@@ -66,6 +68,9 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
                         run_until_stopped(runtime, stop, queues=queues, leader=leader)
                     )
                 )
+            if not http and settings.queue_service_metrics_port is not None:
+                # A worker-only host is scrapable too (the API serves /metrics itself).
+                tasks.append(asyncio.create_task(_metrics_server(settings, runtime).run(stop)))
             if state is not None:
                 state.started = True
             freeze_startup_heap()
@@ -84,6 +89,14 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
     except (QueueServiceError, ConfigurationError) as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
+
+
+def _metrics_server(settings: Settings, runtime: Runtime) -> MetricsServer:
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    assert settings.queue_service_metrics_port is not None
+    return MetricsServer(
+        runtime.gauges, settings.queue_service_host, settings.queue_service_metrics_port, token
+    )
 
 
 def _check_providers(settings: Settings) -> None:

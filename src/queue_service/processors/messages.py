@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, model_validator
 from queue_service.core.jobs import Priority
 from queue_service.core.retry import RetryPolicy
 from queue_service.errors import LeaseLostError
+from queue_service.observability.metrics import EMAILS_FAILED, EMAILS_SENT
 from queue_service.processors.base import Payload, processor
 from queue_service.processors.context import JobContext
 from queue_service.providers.email import compose, mask_address
@@ -99,8 +100,13 @@ async def send_email(ctx: JobContext, p: EmailPayload) -> dict[str, Any]:
         sender=provider.sender,
     )
     async with ctx.deps.gate.slot("smtp", str(ctx.job.id)):
-        receipt = await provider.send(email)
+        try:
+            receipt = await provider.send(email)
+        except Exception:
+            EMAILS_FAILED.labels(p.template).inc()
+            raise
         await _record(ctx, "email", entry.message_key, receipt.provider, receipt.message_id)
+    EMAILS_SENT.labels(p.template).inc()
     ctx.log.info(
         "email sent",
         to=to,

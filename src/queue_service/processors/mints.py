@@ -14,6 +14,7 @@ from queue_service.core.base58 import is_solana_address, short_address
 from queue_service.core.jobs import EnqueueRequest, Priority
 from queue_service.core.retry import MINT_RETRY
 from queue_service.errors import EnqueueError, PermanentError, RetryableError, Snooze
+from queue_service.observability.metrics import NFTS_MINTED
 from queue_service.processors.base import Payload, Processor, processor
 from queue_service.processors.context import JobContext
 from queue_service.providers.minting import MintRequest, MintResult
@@ -212,6 +213,7 @@ async def _finish(
                 result["email"] = f"not enqueued: {exc}"
         tx.result = result
     ctx.log.info("minted", ticket_id=p.ticket_id, mint=short_address(mint_address))
+    NFTS_MINTED.inc()
     return result
 
 

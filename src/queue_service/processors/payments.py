@@ -7,6 +7,7 @@ from typing import Any
 
 from queue_service.core.money import format_minor, payment_job_key
 from queue_service.errors import PermanentError
+from queue_service.observability.metrics import PAYMENT_AMOUNT, PAYMENTS_PROCESSED
 from queue_service.processors.base import Payload, processor
 from queue_service.processors.context import JobContext
 from queue_service.processors.money import (
@@ -126,11 +127,13 @@ async def _pay_locked(ctx: JobContext, p: PaymentPayload, key: str, lock: OrderL
                 )
             except PermanentError as exc:
                 await store.money_payment_settle(tenant, key, "failed", error=exc.reason)
+                PAYMENTS_PROCESSED.labels(p.currency, "failed").inc()
                 raise
     if not intent.paid:
         await store.money_payment_settle(
             tenant, key, "failed", intent=intent.id, error=intent.status
         )
+        PAYMENTS_PROCESSED.labels(p.currency, "failed").inc()
         raise PermanentError(
             f"payment {intent.id} ended {intent.status}", reason=f"payment_{intent.status}"
         )
@@ -185,6 +188,9 @@ async def _record_paid(
         )
         tx.result = {**result, "follow_ups_refused": refused} if refused else result
     ctx.log.info("payment recorded", order_id=p.order_id, payment_intent=intent.id, status=status)
+    PAYMENTS_PROCESSED.labels(p.currency, status).inc()
+    if status == "succeeded":  # an authorization moves money at its capture
+        PAYMENT_AMOUNT.labels(p.currency).inc(p.amount)
     ctx.log.debug("payment amount", amount=p.amount, currency=p.currency)
     return None
 
@@ -272,6 +278,7 @@ async def _capture_locked(ctx: JobContext, p: CapturePayload, key: str, lock: Or
         )
         tx.result = {**result, "follow_ups_refused": refused} if refused else result
     ctx.log.info("payment captured", order_id=p.order_id, payment_intent=intent.id)
+    PAYMENT_AMOUNT.labels(intent.currency).inc(intent.amount_received)
     return None
 
 

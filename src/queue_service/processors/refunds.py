@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from queue_service.core.money import format_minor, refund_job_key
 from queue_service.errors import PermanentError
+from queue_service.observability.metrics import REFUND_AMOUNT, REFUNDS_PROCESSED
 from queue_service.processors.base import Payload, processor
 from queue_service.processors.context import JobContext
 from queue_service.processors.money import (
@@ -132,6 +133,7 @@ async def _refund_locked(
             )
         except PermanentError as exc:
             await store.money_refund_settle(tenant, key, "failed", error=exc.reason)
+            REFUNDS_PROCESSED.labels(payment.currency, "failed").inc()
             raise
     return await _complete(ctx, lock, p, key, refund.id, refund.amount, refund.currency, True)
 
@@ -207,6 +209,9 @@ async def _complete(
             )
         tx.result = {**result, "follow_ups_refused": refused} if refused else result
     ctx.log.info("refund recorded", order_id=p.order_id, refund=refund_id)
+    if notify:  # not when an earlier job of the same request recorded it
+        REFUNDS_PROCESSED.labels(currency, "succeeded").inc()
+        REFUND_AMOUNT.labels(currency).inc(amount)
     ctx.log.debug("refund amount", amount=amount, currency=currency)
     return None
 

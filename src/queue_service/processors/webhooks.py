@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from queue_service.core.jobs import Priority
 from queue_service.core.retry import WEBHOOK_RETRY
 from queue_service.errors import PermanentError, RetryableError, Snooze
+from queue_service.observability.metrics import WEBHOOKS_FAILED, WEBHOOKS_SENT
 from queue_service.processors.base import Payload, processor
 from queue_service.processors.context import JobContext
 from queue_service.providers.webhooks import (
@@ -133,6 +134,10 @@ async def process_webhook(ctx: JobContext, p: WebhookPayload) -> dict[str, Any]:
     # Raised outside the slot: a receiver's failure is that receiver's, and
     # must not count against the breaker every tenant's webhooks share.
     await _record(ctx, msg_id, p.endpoint, display_target(destination.url), result)
+    if result.outcome == "delivered":
+        WEBHOOKS_SENT.inc()
+    elif result.outcome != "throttled":  # a 429 snoozes: not a failure
+        WEBHOOKS_FAILED.inc()
     if result.outcome == "gone" and p.endpoint is not None:
         await store.disable_webhook_endpoint(
             tenant, p.endpoint, f"the receiver answered 410 Gone (job {ctx.job.id})"

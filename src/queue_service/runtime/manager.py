@@ -7,6 +7,7 @@ API and processors all enqueue through it.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from uuid import UUID
 
@@ -22,6 +23,7 @@ from queue_service.errors import (
     InvalidStateError,
     JobNotFoundError,
 )
+from queue_service.observability.metrics import IDEMPOTENCY_HITS, JOBS_ENQUEUED
 from queue_service.processors.registry import Registry
 from queue_service.store import Conn, Store
 from queue_service.store.admin import CancelOutcome, DeadLetter
@@ -104,6 +106,20 @@ def build_job(registry: Registry, request: EnqueueRequest) -> NewJob:
     )
 
 
+def _count_enqueues(jobs: Sequence[NewJob], done: Sequence[Enqueued]) -> None:
+    """queue_jobs_enqueued_total and queue_idempotency_hits_total (an existing
+    job answered the key), added once per queue: a 1,000-job batch must not
+    pay a labelled increment per job."""
+    created: Counter[str] = Counter()
+    hits: Counter[str] = Counter()
+    for job, outcome in zip(jobs, done, strict=True):
+        (created if outcome.created else hits)[job.queue] += 1
+    for queue, n in created.items():
+        JOBS_ENQUEUED.labels(queue).inc(n)
+    for queue, n in hits.items():
+        IDEMPOTENCY_HITS.labels(queue).inc(n)
+
+
 class JobManager:
     def __init__(self, store: Store, registry: Registry) -> None:
         self.store = store
@@ -122,7 +138,9 @@ class JobManager:
     ) -> list[Enqueued]:
         """Enqueue jobs all or nothing: every request is validated first."""
         jobs = [self.build(r) for r in requests]
-        return await self.store.enqueue_many(jobs, conn=conn)
+        done = await self.store.enqueue_many(jobs, conn=conn)
+        _count_enqueues(jobs, done)
+        return done
 
     async def get(self, job_id: UUID, tenant: str | None = None) -> Job:
         job = await self.store.get_job(job_id, tenant)

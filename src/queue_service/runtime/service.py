@@ -17,7 +17,9 @@ from queue_service.core.catalog import QueueConfig
 from queue_service.processors.deps import ProcessorDeps
 from queue_service.processors.registry import Registry, load_registry
 from queue_service.providers import Providers
+from queue_service.runtime.attempt_metrics import MetricsHook
 from queue_service.runtime.duties import leader_duties
+from queue_service.runtime.gauges import DatabaseGauges
 from queue_service.runtime.leader import Leader
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.outbound import SharedGate
@@ -54,6 +56,16 @@ class Runtime:
                 self.settings.breaker_policy,
                 slot_seconds=self.settings.queue_service_outbound_slot_seconds,
             ),
+        )
+
+    @cached_property
+    def gauges(self) -> DatabaseGauges:
+        """The database-true gauges this process's /metrics reads (cached ~1 s)."""
+        return DatabaseGauges(
+            self.store,
+            [q.name for q in self.registry.queues],
+            self.settings.outbound_limits,
+            self.settings.breaker_policy,
         )
 
     @property
@@ -138,6 +150,7 @@ async def run_until_stopped(
         listen_conninfo=runtime.listen_conninfo,
         poll_interval=settings.queue_service_poll_interval_seconds,
         grace_seconds=settings.queue_service_shutdown_grace_seconds,
+        hooks=[MetricsHook(runtime.registry.queue(n) for n in names)],
     )
     leader_task: asyncio.Task[None] | None = None
     if leader:

@@ -7,6 +7,7 @@ from queue_service.store.auth import NonceRepository
 from queue_service.store.db import Conn, Database
 from queue_service.store.jobs import JobStore
 from queue_service.store.messages import MessageStore
+from queue_service.store.metrics import MetricsStore
 from queue_service.store.mints import MintStore
 from queue_service.store.money import MoneyStore
 from queue_service.store.outbound import OutboundStore
@@ -24,6 +25,7 @@ class Store(
     MintStore,
     MoneyStore,
     OutboundStore,
+    MetricsStore,
 ):
     """Every statement queue-service runs, one method each."""
 

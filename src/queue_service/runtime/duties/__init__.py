@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from queue_service.runtime.duties.maintenance import MaintenanceDuty
 from queue_service.runtime.duties.rescue import PruneWorkersDuty, RescueDuty
+from queue_service.runtime.duties.snapshots import MetricSnapshotDuty
 from queue_service.runtime.leader import Duty
 from queue_service.runtime.manager import JobManager
 
 
 def leader_duties(manager: JobManager) -> list[Duty]:
     """Rescue first: a stalled payment matters more than a report."""
-    return [RescueDuty(manager.store), PruneWorkersDuty(manager.store), MaintenanceDuty(manager)]
+    return [
+        RescueDuty(manager.store),
+        PruneWorkersDuty(manager.store),
+        MaintenanceDuty(manager),
+        MetricSnapshotDuty(manager.store),
+    ]
 
 
 __all__ = ["leader_duties"]
