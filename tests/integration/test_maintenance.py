@@ -9,7 +9,6 @@ import psycopg
 
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.duties import leader_duties
-from queue_service.runtime.duties.maintenance import MaintenanceDuty
 from queue_service.runtime.leader import Leader
 from queue_service.runtime.service import Runtime
 from queue_service.store.session import LeaderSession
@@ -100,16 +99,30 @@ async def test_maintenance_expires_idempotency_keys_and_old_nonces(
     assert report == {"idempotency_keys": 1, "nonces": 1}
 
 
+def _built_ins_due(database_url: str) -> None:
+    """The built-in cleanup and maintenance schedules' tick has come (no
+    waiting for the hour)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("UPDATE schedules SET next_run_at = date_trunc('hour', now())")
+
+
 async def test_the_leader_enqueues_each_maintenance_job_once_per_period(
-    runtime: Runtime,
+    runtime: Runtime, database_url: str
 ) -> None:
+    _built_ins_due(database_url)
     leader = Leader(LeaderSession(runtime.conninfo), leader_duties(runtime.manager))
     try:
         await leader.tick()
         await leader.tick()
-        await MaintenanceDuty(runtime.manager).run()  # a fail-over in the same hour
     finally:
         await leader.session.release()
+    # A fail-over in the same hour: the next leader finds the tick fired.
+    successor = Leader(LeaderSession(runtime.conninfo), leader_duties(runtime.manager))
+    try:
+        await successor.tick()
+        assert successor.is_leader
+    finally:
+        await successor.session.release()
     counts = await runtime.store.queue_counts()
     assert counts["background"].waiting == 2
 
@@ -161,8 +174,9 @@ class Counting:
 
 
 async def test_a_failing_duty_does_not_stop_the_others_and_each_runs_on_its_own_period(
-    runtime: Runtime,
+    runtime: Runtime, database_url: str
 ) -> None:
+    _built_ins_due(database_url)
     counting = Counting()
     leader = Leader(
         LeaderSession(runtime.conninfo), [Broken(), *leader_duties(runtime.manager), counting]
@@ -174,4 +188,4 @@ async def test_a_failing_duty_does_not_stop_the_others_and_each_runs_on_its_own_
         await leader.session.release()
     assert counting.runs == 1  # hourly: once, though the leader ticked twice
     counts = await runtime.store.queue_counts()
-    assert counts["background"].waiting == 2  # maintenance ran after the broken duty
+    assert counts["background"].waiting == 2  # the schedules ran after the broken duty

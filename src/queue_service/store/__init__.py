@@ -12,6 +12,7 @@ from queue_service.store.mints import MintStore
 from queue_service.store.money import MoneyStore
 from queue_service.store.outbound import OutboundStore
 from queue_service.store.reports import ReportStore
+from queue_service.store.schedules import ScheduleStore
 from queue_service.store.webhooks import WebhookStore
 
 
@@ -25,6 +26,7 @@ class Store(
     MintStore,
     MoneyStore,
     OutboundStore,
+    ScheduleStore,
     MetricsStore,
 ):
     """Every statement queue-service runs, one method each."""

@@ -3,8 +3,8 @@ what an elected instance runs."""
 
 from __future__ import annotations
 
-from queue_service.runtime.duties.maintenance import MaintenanceDuty
 from queue_service.runtime.duties.rescue import PruneWorkersDuty, RescueDuty
+from queue_service.runtime.duties.schedules import ScheduleDuty
 from queue_service.runtime.duties.snapshots import MetricSnapshotDuty
 from queue_service.runtime.leader import Duty
 from queue_service.runtime.manager import JobManager
@@ -15,7 +15,7 @@ def leader_duties(manager: JobManager) -> list[Duty]:
     return [
         RescueDuty(manager.store),
         PruneWorkersDuty(manager.store),
-        MaintenanceDuty(manager),
+        ScheduleDuty(manager),
         MetricSnapshotDuty(manager.store),
     ]
 
