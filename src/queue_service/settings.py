@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ import orjson
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from queue_service.core.alerts import AlertRule, parse_alert_rules
 from queue_service.core.base58 import is_solana_address
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, parse_limits
 
@@ -43,6 +45,9 @@ FORBIDDEN_KEY_NAMES = (
     "SOLANA_SECRET_KEY",
     "WALLET_PRIVATE_KEY",
 )
+# Alert recipients; the messages themselves never name them (they are PII).
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+_EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+$")
 DEFAULT_ALLOWED_SERVICES = "ticket-service,order-service,event-service,payment-service,auth-service"
 
 
@@ -150,6 +155,11 @@ class Settings(BaseSettings):
     twilio_api_base: str = "https://api.twilio.com"
     alert_phone_numbers: str = ""
     alert_emails: str = ""
+    # Alerts (SPEC §8, core/alerts.py): per-rule overrides as JSON, e.g.
+    # {"money_queue_depth": {"threshold": 100, "channels": ["sms", "email"]}},
+    # and how often the leader evaluates them.
+    queue_service_alert_rules: str = ""
+    queue_service_alert_interval_seconds: float = Field(default=30.0, ge=1, le=3600)
     # Development providers: where email and SMS land as readable files, and
     # the balance the development wallet reports.
     queue_service_outbox_dir: Path | None = None
@@ -169,6 +179,34 @@ class Settings(BaseSettings):
     @classmethod
     def _outbound_limits(cls, value: str) -> str:
         parse_limits(value)  # raises ValueError saying what to fix
+        return value
+
+    @field_validator("queue_service_alert_rules")
+    @classmethod
+    def _alert_rules(cls, value: str) -> str:
+        parse_alert_rules(value)  # raises ValueError saying what to fix
+        return value
+
+    @field_validator("alert_phone_numbers")
+    @classmethod
+    def _alert_phones(cls, value: str) -> str:
+        for number in _items(value):
+            if not _E164.match(number):
+                raise ValueError(
+                    "ALERT_PHONE_NUMBERS is a comma-separated list of E.164 numbers"
+                    " (+ then 2-15 digits, e.g. +14155550123); one entry is not"
+                )
+        return value
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _alert_emails(cls, value: str) -> str:
+        for address in _items(value):
+            if not _EMAIL.match(address):
+                raise ValueError(
+                    "ALERT_EMAILS is a comma-separated list of email addresses"
+                    " (e.g. oncall@example.com); one entry is not"
+                )
         return value
 
     @field_validator("queue_service_processors")
@@ -277,6 +315,16 @@ class Settings(BaseSettings):
             self.queue_service_breaker_failures, self.queue_service_breaker_open_seconds
         )
 
+    @cached_property
+    def alert_rules(self) -> dict[str, AlertRule]:
+        """Every alert rule: the SPEC §8 defaults with QUEUE_SERVICE_ALERT_RULES."""
+        return parse_alert_rules(self.queue_service_alert_rules)
+
+    @property
+    def alert_recipients(self) -> tuple[list[str], list[str]]:
+        """(phone numbers, email addresses) that alerts go to."""
+        return _items(self.alert_phone_numbers), _items(self.alert_emails)
+
     @property
     def processor_paths(self) -> list[str]:
         return [p.strip() for p in self.queue_service_processors.split(",") if p.strip()]
@@ -294,6 +342,10 @@ class Settings(BaseSettings):
     @property
     def allowed_services(self) -> frozenset[str]:
         return frozenset(s.strip() for s in self.internal_allowed_services.split(",") if s.strip())
+
+
+def _items(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
 
 
 def load_settings() -> Settings:

@@ -159,7 +159,7 @@ async def run_until_stopped(
                 runtime.listen_conninfo or runtime.conninfo,
                 settings.queue_service_leader_interval_seconds,
             ),
-            leader_duties(runtime.manager),
+            leader_duties(runtime.manager, deps=runtime.deps),
             interval=settings.queue_service_leader_interval_seconds,
         )
         leader_task = asyncio.create_task(elected.run(), name="leader")

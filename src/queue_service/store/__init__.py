@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from queue_service.store.admin import AdminStore
+from queue_service.store.alerts import AlertStore
 from queue_service.store.auth import NonceRepository
 from queue_service.store.db import Conn, Database
 from queue_service.store.jobs import JobStore
@@ -28,6 +29,7 @@ class Store(
     OutboundStore,
     ScheduleStore,
     MetricsStore,
+    AlertStore,
 ):
     """Every statement queue-service runs, one method each."""
 

@@ -3,6 +3,8 @@ what an elected instance runs."""
 
 from __future__ import annotations
 
+from queue_service.processors.deps import ProcessorDeps
+from queue_service.runtime.duties.alerts import AlertDuty
 from queue_service.runtime.duties.rescue import PruneWorkersDuty, RescueDuty
 from queue_service.runtime.duties.schedules import ScheduleDuty
 from queue_service.runtime.duties.snapshots import MetricSnapshotDuty
@@ -10,14 +12,18 @@ from queue_service.runtime.leader import Duty
 from queue_service.runtime.manager import JobManager
 
 
-def leader_duties(manager: JobManager) -> list[Duty]:
-    """Rescue first: a stalled payment matters more than a report."""
-    return [
+def leader_duties(manager: JobManager, *, deps: ProcessorDeps | None = None) -> list[Duty]:
+    """Rescue first: a stalled payment matters more than a report. Alerts
+    need the providers (``deps``, the worker's); without them none are sent."""
+    duties: list[Duty] = [
         RescueDuty(manager.store),
         PruneWorkersDuty(manager.store),
         ScheduleDuty(manager),
         MetricSnapshotDuty(manager.store),
     ]
+    if deps is not None:
+        duties.append(AlertDuty(deps.store, deps.settings, deps.providers))
+    return duties
 
 
 __all__ = ["leader_duties"]
