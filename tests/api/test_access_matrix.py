@@ -57,6 +57,8 @@ MATRIX = [
     Endpoint("POST", f"/dlq/{SOME_ID}/replay", ADMIN),
     Endpoint("DELETE", f"/dlq/{SOME_ID}", ADMIN),
     Endpoint("POST", "/dlq/replay", ADMIN, {"dry_run": True}),
+    Endpoint("GET", "/alerts?status=firing&severity=critical", USERS),
+    Endpoint("POST", f"/alerts/{SOME_ID}/acknowledge", ADMIN),
     Endpoint("GET", "/rate-limits/status/read", ADMIN),
     Endpoint("POST", "/rate-limits/reset/read", ADMIN),
     Endpoint("POST", "/rate-limits/stop/webhooks", ADMIN),
@@ -121,6 +123,7 @@ FIXED_SEGMENTS = frozenset(
         *("jobs", "batch", "retry", "queues", "status", "pause", "resume", "clear"),
         *("dlq", "replay", "rate-limits", "reset", "health", "live", "ready", "startup"),
         "stop",
+        *("alerts", "acknowledge"),
     }
 )
 

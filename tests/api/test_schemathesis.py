@@ -96,6 +96,15 @@ class LifespanApi:
         self.seed["failed"] = [str(c.id) for c in claimed]
         entries = await runtime.store.list_dead_letters(TENANT, 10)
         self.seed["dead_letters"] = [str(e.id) for e in entries]
+        firing = await runtime.store.alert_observe(
+            rule="money_queue_depth",
+            fire_key="money_queue_depth",
+            severity="critical",
+            value=51,
+            threshold=50,
+            message="money queue depth: 51 jobs ready to run (alert above 50)",
+        )
+        self.seed["alerts"] = [str(firing.id)]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "lifespan":
@@ -190,6 +199,14 @@ def explicit_cases(method: str, path: str, seed: dict[str, list[str]]) -> list[d
         ("POST", "/rate-limits/reset/{key}"): [
             {"path_parameters": {"key": k}} for k in ("admin:nobody", "stripe")
         ],
+        ("GET", "/alerts"): [
+            {"query": {"limit": 1}},
+            {"query": {"status": "firing", "severity": "critical", "rule": "money_queue_depth"}},
+        ],
+        ("POST", "/alerts/{alert_id}/acknowledge"): [
+            {"path_parameters": {"alert_id": seed["alerts"][0]}}
+        ]
+        * 2,
         ("POST", "/rate-limits/stop/{key}"): [
             {"path_parameters": {"key": "smtp"}, "body": {"reason": "test"}}
         ],

@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 from queue_service.api.bodylimit import BodyLimitMiddleware
 from queue_service.api.problems import install_problem_handlers
 from queue_service.api.requestid import RequestIdMiddleware
-from queue_service.api.routes import dlq, health, jobs, metrics, queues, rate_limits
+from queue_service.api.routes import alerts, dlq, health, jobs, metrics, queues, rate_limits
 from queue_service.api.security import SECURITY_SCHEMES
 from queue_service.api.state import ApiState
 
@@ -35,6 +35,7 @@ def create_app(state: ApiState) -> FastAPI:
     routers = (
         jobs.router,
         queues.router,
+        alerts.router,
         dlq.router,
         rate_limits.router,
         health.router,
