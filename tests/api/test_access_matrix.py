@@ -62,6 +62,9 @@ MATRIX = [
     Endpoint("GET", "/rate-limits/status/read", ADMIN),
     Endpoint("POST", "/rate-limits/reset/read", ADMIN),
     Endpoint("POST", "/rate-limits/stop/webhooks", ADMIN),
+    Endpoint("GET", "/schedules", ADMIN),
+    Endpoint("POST", "/schedules", ADMIN, {"name": "x", "cron": "0 * * * *", **ECHO}),
+    Endpoint("DELETE", f"/schedules/{SOME_ID}", ADMIN),
     Endpoint("GET", "/health/live", NOBODY_NEEDED),
     Endpoint("GET", "/health/ready", NOBODY_NEEDED),
     Endpoint("GET", "/health/startup", NOBODY_NEEDED),
@@ -123,6 +126,7 @@ FIXED_SEGMENTS = frozenset(
         *("jobs", "batch", "retry", "queues", "status", "pause", "resume", "clear"),
         *("dlq", "replay", "rate-limits", "reset", "health", "live", "ready", "startup"),
         "stop",
+        "schedules",
         *("alerts", "acknowledge"),
     }
 )

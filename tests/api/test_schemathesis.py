@@ -36,6 +36,7 @@ from queue_service.api.app import create_app
 from queue_service.api.auth.tokens import mint_token
 from queue_service.api.state import ApiState, build_api_state
 from queue_service.runtime.manager import EnqueueRequest
+from queue_service.runtime.schedules import ScheduleManager, ScheduleRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.store.databases import drop_database_on, url_for_database
 from tests.api.conftest import JWT_SECRET, TENANT, make_api_settings
@@ -96,6 +97,10 @@ class LifespanApi:
         self.seed["failed"] = [str(c.id) for c in claimed]
         entries = await runtime.store.list_dead_letters(TENANT, 10)
         self.seed["dead_letters"] = [str(e.id) for e in entries]
+        schedule = await ScheduleManager(manager).add(
+            ScheduleRequest(TENANT, "st-seeded", "*/5 * * * *", "test.echo", {"value": 1})
+        )
+        self.seed["schedules"] = [str(schedule.id)]
         firing = await runtime.store.alert_observe(
             rule="money_queue_depth",
             fire_key="money_queue_depth",
@@ -205,6 +210,26 @@ def explicit_cases(method: str, path: str, seed: dict[str, list[str]]) -> list[d
         ],
         ("POST", "/alerts/{alert_id}/acknowledge"): [
             {"path_parameters": {"alert_id": seed["alerts"][0]}}
+        ]
+        * 2,
+        ("GET", "/schedules"): [{"query": {"limit": 1}}],
+        ("POST", "/schedules"): [
+            {"body": {"name": "st-hourly", "cron": "0 * * * *", **echo}},
+            {"body": {"name": "st-hourly", "cron": "0 * * * *", **echo}},  # 409
+            {
+                "body": {
+                    "name": "st-tz",
+                    "cron": "30 2 * * *",
+                    "timezone": "Europe/Berlin",
+                    "misfire": "skip",
+                    "active": False,
+                    **echo,
+                }
+            },
+            {"body": {"name": "st-bad", "cron": "61 * * * *", **echo}},
+        ],
+        ("DELETE", "/schedules/{schedule_id}"): [
+            {"path_parameters": {"schedule_id": seed["schedules"][0]}}
         ]
         * 2,
         ("POST", "/rate-limits/stop/{key}"): [

@@ -11,7 +11,16 @@ from fastapi.routing import APIRoute
 from queue_service.api.bodylimit import BodyLimitMiddleware
 from queue_service.api.problems import install_problem_handlers
 from queue_service.api.requestid import RequestIdMiddleware
-from queue_service.api.routes import alerts, dlq, health, jobs, metrics, queues, rate_limits
+from queue_service.api.routes import (
+    alerts,
+    dlq,
+    health,
+    jobs,
+    metrics,
+    queues,
+    rate_limits,
+    schedules,
+)
 from queue_service.api.security import SECURITY_SCHEMES
 from queue_service.api.state import ApiState
 
@@ -37,6 +46,7 @@ def create_app(state: ApiState) -> FastAPI:
         queues.router,
         alerts.router,
         dlq.router,
+        schedules.router,
         rate_limits.router,
         health.router,
         metrics.router,
