@@ -15,6 +15,8 @@ from typing import Any, Literal, get_args
 
 from queue_service.bench_http import percentile, run_http_enqueue
 from queue_service.core.catalog import QueueConfig
+from queue_service.observability.tracing import setup_tracing
+from queue_service.runtime.attempt_spans import tracing_hooks
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import (
     Runtime,
@@ -125,16 +127,22 @@ async def _ours(
             return q
         return replace(q, concurrency=opts.concurrency, prefetch=opts.effective_prefetch)
 
-    async with open_runtime(settings, conninfo, queue_overrides=tune) as rt:
-        freeze_startup_heap()  # as the service's own commands do
-        if opts.workload == "http-enqueue":
-            return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
-        if opts.workload == "drain":
-            for requests in _batches(0, opts.jobs, 1000):
-                await rt.manager.enqueue_many(requests)
-            progress(f"draining {opts.jobs} jobs")
-            return await _drain(rt, opts)
-        return await _latency(rt, conninfo, opts, progress)
+    # OTEL_* set: measured with tracing on, as the service would run (decision 0015).
+    tracing = setup_tracing(settings.tracing, environment=settings.queue_service_env)
+    try:
+        async with open_runtime(settings, conninfo, queue_overrides=tune) as rt:
+            freeze_startup_heap()  # as the service's own commands do
+            if opts.workload == "http-enqueue":
+                return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
+            if opts.workload == "drain":
+                for requests in _batches(0, opts.jobs, 1000):
+                    await rt.manager.enqueue_many(requests)
+                progress(f"draining {opts.jobs} jobs")
+                return await _drain(rt, opts) | {"tracing": tracing is not None}
+            return await _latency(rt, conninfo, opts, progress)
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def _request(i: int) -> EnqueueRequest:
@@ -229,6 +237,7 @@ async def _drain(rt: Runtime, opts: BenchOptions) -> dict[str, Any]:
         deps=rt.deps,
         listen_conninfo=rt.conninfo,
         poll_interval=0.5,
+        hooks=tracing_hooks(),  # as a service worker's: none with tracing off
     )
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

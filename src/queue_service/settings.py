@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from queue_service.core.alerts import AlertRule, parse_alert_rules
 from queue_service.core.base58 import is_solana_address
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, parse_limits
+from queue_service.core.tracing_config import TracingConfig, tracing_config
 
 _SECRET_NAMES = (
     "DATABASE_URL",
@@ -175,6 +176,21 @@ class Settings(BaseSettings):
     # the call runs): a worker killed mid-call frees its slot after this.
     queue_service_outbound_slot_seconds: float = Field(default=30.0, ge=1, le=3600)
 
+    # Tracing: the standard OTEL_* variables (docs/operations.md "Tracing",
+    # decision 0015). Off unless OTEL_TRACES_EXPORTER names an exporter or an
+    # OTLP endpoint is set; OTEL_SDK_DISABLED=true turns it off regardless.
+    otel_sdk_disabled: bool = False
+    otel_traces_exporter: str | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_protocol: str | None = None
+    otel_exporter_otlp_traces_protocol: str | None = None
+    otel_exporter_otlp_headers: SecretStr | None = None
+    otel_service_name: str = "queue-service"
+    otel_resource_attributes: str = ""
+    otel_traces_sampler: str = "parentbased_always_on"
+    otel_traces_sampler_arg: float | None = None
+
     @field_validator("queue_service_outbound_limits")
     @classmethod
     def _outbound_limits(cls, value: str) -> str:
@@ -244,6 +260,11 @@ class Settings(BaseSettings):
         return value or None
 
     @model_validator(mode="after")
+    def _tracing_valid(self) -> Settings:
+        _ = self.tracing  # raises ValueError naming the OTEL_* variable to fix
+        return self
+
+    @model_validator(mode="after")
     def _no_private_keys(self) -> Settings:
         for name in FORBIDDEN_KEY_NAMES:
             if os.environ.get(name) or os.environ.get(f"{name}_FILE"):
@@ -308,6 +329,23 @@ class Settings(BaseSettings):
     def outbound_limits(self) -> dict[str, BucketLimits]:
         """Every outbound service's bucket: the defaults with the overrides."""
         return parse_limits(self.queue_service_outbound_limits)
+
+    @cached_property
+    def tracing(self) -> TracingConfig:
+        """Whether and where spans go, from the OTEL_* variables."""
+        headers = self.otel_exporter_otlp_headers
+        return tracing_config(
+            sdk_disabled=self.otel_sdk_disabled,
+            exporter=self.otel_traces_exporter,
+            endpoint=self.otel_exporter_otlp_endpoint,
+            traces_endpoint=self.otel_exporter_otlp_traces_endpoint,
+            protocol=self.otel_exporter_otlp_traces_protocol or self.otel_exporter_otlp_protocol,
+            headers=headers.get_secret_value() if headers is not None else "",
+            service_name=self.otel_service_name,
+            resource_attributes=self.otel_resource_attributes,
+            sampler=self.otel_traces_sampler.strip().lower(),
+            sampler_arg=self.otel_traces_sampler_arg,
+        )
 
     @property
     def breaker_policy(self) -> BreakerPolicy:

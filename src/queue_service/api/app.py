@@ -23,6 +23,7 @@ from queue_service.api.routes import (
 )
 from queue_service.api.security import SECURITY_SCHEMES
 from queue_service.api.state import ApiState
+from queue_service.observability.tracing import instrument_app
 
 DESCRIPTION = """The durable job queue of the ticketing platform.
 
@@ -38,6 +39,9 @@ def create_app(state: ApiState) -> FastAPI:
         title="queue-service",
         version="0.1.0",
         description=DESCRIPTION,
+        # FastAPI's own telemetry would trace whenever any global provider is
+        # set, and its logs export rejected bodies as sent: off (decision 0015).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.api = state
     install_problem_handlers(app)
@@ -56,6 +60,8 @@ def create_app(state: ApiState) -> FastAPI:
     # Added last = outermost: every response, a 413 included, gets its id.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    # With tracing on, a span per request around all of it (outermost).
+    instrument_app(app)
     routes = [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
     app.openapi = lambda: _openapi(app, routes)  # type: ignore[method-assign]
     return app

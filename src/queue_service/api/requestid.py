@@ -8,6 +8,7 @@ import uuid
 from contextvars import ContextVar
 
 import structlog
+from opentelemetry import trace
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -31,6 +32,8 @@ class RequestIdMiddleware:
         request_id = given if _WELL_FORMED.match(given) else uuid.uuid4().hex
         token = _REQUEST_ID.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        # The request's span (tracing on; a no-op otherwise) carries the id too.
+        trace.get_current_span().set_attribute("queue_service.request.id", request_id)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -21,6 +21,7 @@ from queue_service.cli.app import (
     out,
 )
 from queue_service.errors import QueueServiceError
+from queue_service.observability.tracing import setup_tracing
 from queue_service.providers.status import production_refusal, provider_statuses
 from queue_service.runtime.metrics_server import MetricsServer
 from queue_service.runtime.service import (
@@ -80,6 +81,8 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
                 if state is not None:
                     await state.close()
 
+    # Before the pool opens: its connections are made traced (decision 0015).
+    tracing = setup_tracing(settings.tracing, environment=settings.queue_service_env)
     try:
         with (
             cli_database(settings) as conninfo,
@@ -89,6 +92,9 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
     except (QueueServiceError, ConfigurationError) as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
+    finally:
+        if tracing is not None:
+            tracing.shutdown()  # exports the spans still queued
 
 
 def _metrics_server(settings: Settings, runtime: Runtime) -> MetricsServer:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Literal
 
 import aiosmtplib
+from opentelemetry.trace import SpanKind, StatusCode
 from pydantic import SecretStr
 
 from queue_service.errors import PermanentError, RetryableError
 from queue_service.observability.redaction import redact_text
+from queue_service.observability.tracing import tracer
 from queue_service.providers.email import (
     DEFAULT_TIMEOUT_SECONDS,
     EmailReceipt,
@@ -46,21 +48,32 @@ class SmtpEmailProvider:
 
     async def send(self, email: OutgoingEmail) -> EmailReceipt:
         password = self._password.get_secret_value() if self._password else None
-        try:
-            _, reply = await aiosmtplib.send(
-                to_mime(email, self.sender),
-                sender=self.sender,
-                recipients=[email.to],
-                hostname=self.host,
-                port=self.port,
-                username=self.username,
-                password=password if self.username else None,
-                use_tls=self.tls == "tls",
-                start_tls=self.tls == "starttls",
-                timeout=self.timeout,
-            )
-        except Exception as exc:
-            raise smtp_error(exc) from None
+        # httpx calls get their spans from the instrumentation; SMTP has none.
+        # Exceptions are not recorded as they are: a refusal names the recipient.
+        with tracer(__name__).start_as_current_span(
+            "smtp send",
+            kind=SpanKind.CLIENT,
+            attributes={"server.address": self.host, "server.port": self.port},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            try:
+                _, reply = await aiosmtplib.send(
+                    to_mime(email, self.sender),
+                    sender=self.sender,
+                    recipients=[email.to],
+                    hostname=self.host,
+                    port=self.port,
+                    username=self.username,
+                    password=password if self.username else None,
+                    use_tls=self.tls == "tls",
+                    start_tls=self.tls == "starttls",
+                    timeout=self.timeout,
+                )
+            except Exception as exc:
+                error = smtp_error(exc)
+                span.set_status(StatusCode.ERROR, redact_text(str(error))[:500])
+                raise error from None
         return EmailReceipt(email.message_id, self.name, redact_text(reply))
 
     async def aclose(self) -> None:

@@ -24,6 +24,7 @@ from queue_service.errors import (
     JobNotFoundError,
 )
 from queue_service.observability.metrics import IDEMPOTENCY_HITS, JOBS_ENQUEUED
+from queue_service.observability.tracing import current_trace_context
 from queue_service.processors.registry import Registry
 from queue_service.store import Conn, Store
 from queue_service.store.admin import CancelOutcome, DeadLetter
@@ -138,6 +139,11 @@ class JobManager:
     ) -> list[Enqueued]:
         """Enqueue jobs all or nothing: every request is validated first."""
         jobs = [self.build(r) for r in requests]
+        traced = current_trace_context()  # once per call: None with tracing off
+        if traced is not None:
+            for job in jobs:
+                if job.trace_context is None:
+                    job.trace_context = traced
         done = await self.store.enqueue_many(jobs, conn=conn)
         _count_enqueues(jobs, done)
         return done
@@ -194,6 +200,7 @@ class JobManager:
             lease_seconds=opts.lease_seconds,
             created_by=actor,
             replay_of=entry.original_job_id,
+            trace_context=current_trace_context(),
             job_id=new_id,
         )
 

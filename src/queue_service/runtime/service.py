@@ -18,6 +18,7 @@ from queue_service.processors.deps import ProcessorDeps
 from queue_service.processors.registry import Registry, load_registry
 from queue_service.providers import Providers
 from queue_service.runtime.attempt_metrics import MetricsHook
+from queue_service.runtime.attempt_spans import tracing_hooks
 from queue_service.runtime.duties import leader_duties
 from queue_service.runtime.gauges import DatabaseGauges
 from queue_service.runtime.leader import Leader
@@ -150,7 +151,7 @@ async def run_until_stopped(
         listen_conninfo=runtime.listen_conninfo,
         poll_interval=settings.queue_service_poll_interval_seconds,
         grace_seconds=settings.queue_service_shutdown_grace_seconds,
-        hooks=[MetricsHook(runtime.registry.queue(n) for n in names)],
+        hooks=[MetricsHook(runtime.registry.queue(n) for n in names), *tracing_hooks()],
     )
     leader_task: asyncio.Task[None] | None = None
     if leader:

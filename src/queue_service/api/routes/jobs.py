@@ -23,6 +23,7 @@ from queue_service.api.security import (
 )
 from queue_service.api.state import Scope
 from queue_service.core.jobs import Job
+from queue_service.observability.tracing import current_trace_context
 from queue_service.processors.registry import UnknownQueueError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.store import Store
@@ -35,7 +36,9 @@ def job_out(job: Job) -> JobOut:
     return JobOut.model_validate({**job.to_dict(), "request_id": job.request_id})
 
 
-def _request(body: EnqueueBody, caller: Principal) -> EnqueueRequest:
+def _request(
+    body: EnqueueBody, caller: Principal, trace_context: dict[str, str] | None
+) -> EnqueueRequest:
     return EnqueueRequest(
         type=body.type,
         data=body.data,
@@ -48,6 +51,8 @@ def _request(body: EnqueueBody, caller: Principal) -> EnqueueRequest:
         max_attempts=body.max_attempts,
         created_by=caller.subject,
         request_id=current_request_id(),
+        # The request's span, which the job's attempts are children of.
+        trace_context=trace_context,
     )
 
 
@@ -83,7 +88,7 @@ async def visible_job(scope: Scope, job_id: UUID) -> Job:
     },
 )
 async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: Response) -> JobOut:
-    request = _request(body, caller)
+    request = _request(body, caller, current_trace_context())
     with _body_errors():
         new_job = state.runtime.manager.build(request)
     # The common case in one round trip; a live idempotency key takes the
@@ -125,7 +130,10 @@ async def _replayed(scope: Scope, job_id: UUID, body: EnqueueBody) -> Job:
 async def enqueue_batch(body: BatchBody, caller: BatchEnqueuer, state: State) -> BatchOut:
     async with state.scope(caller) as scope:
         with _body_errors():
-            done = await scope.manager.enqueue_many([_request(j, caller) for j in body.jobs])
+            traced = current_trace_context()
+            done = await scope.manager.enqueue_many(
+                [_request(j, caller, traced) for j in body.jobs]
+            )
         jobs = [await scope.store.get_job(d.job_id, caller.tenant_id) for d in done]
     return BatchOut(jobs=[job_out(j) for j in jobs if j is not None])
 
