@@ -71,7 +71,8 @@ class AlertStore:
     async def alert_queue_measures(self, queues: list[str]) -> dict[str, QueueMeasure]:
         async with self.db.connection() as c, c.cursor(row_factory=class_row(QueueMeasure)) as cur:
             await cur.execute(Q["alert_queue_measures"], {"queues": queues})
-            return {m.queue: m for m in await cur.fetchall()}
+            found = {m.queue: m for m in await cur.fetchall()}
+        return {q: found.get(q, QueueMeasure(q, 0, None)) for q in queues}
 
     async def alert_failure_count(self, queue: str, window_seconds: int) -> int:
         async with self.db.connection() as c:

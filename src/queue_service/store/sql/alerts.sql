@@ -5,28 +5,34 @@
 
 -- name: alert_queue_measures
 -- Per queue, every tenant: jobs ready to run (waiting, run_at due) and how
--- long the oldest of them has waited since its run_at (NULL: none). Both
--- walk jobs_fetch_idx (queue, priority, run_at) WHERE status = 'waiting',
--- so the cost is the queue's backlog, never the finished history.
-SELECT q.queue,
-       (SELECT count(*) FROM jobs j
-        WHERE j.queue = q.queue AND j.status = 'waiting' AND j.run_at <= now()) AS depth,
-       (SELECT extract(epoch FROM now() - min(j.run_at))::double precision FROM jobs j
-        WHERE j.queue = q.queue AND j.status = 'waiting' AND j.run_at <= now()) AS oldest_seconds
-FROM unnest(%(queues)s::text[]) AS q(queue)
+-- long the oldest of them has waited since its run_at. One pass over
+-- jobs_fetch_idx (queue, priority, run_at) WHERE status = 'waiting', so the
+-- cost is the backlog, never the finished history (a queue with no ready
+-- job returns no row). Measured ~25 ms for 50,052 ready jobs (docs/decisions/0013).
+SELECT queue, count(*) AS depth,
+       extract(epoch FROM now() - min(run_at))::double precision AS oldest_seconds
+FROM jobs
+WHERE status = 'waiting' AND run_at <= now() AND queue = ANY(%(queues)s::text[])
+GROUP BY queue
 
 -- name: alert_failure_count
 -- Attempts of a queue's jobs that ended in failure (a retry scheduled, or
 -- failed for good) in the last `window` seconds. job_events_at_idx bounds the
--- scan to the window; only the failure events are then looked up by primary
--- key in jobs (still retrying) or finished_jobs (failed), whichever holds the
--- job now, for its queue. Millions of older rows are never touched.
+-- scan to the window, never the millions of older rows; only the failure
+-- events are then looked up by primary key in jobs (still retrying) or
+-- finished_jobs (failed), whichever holds the job now, for its queue.
+-- MATERIALIZED: inlined, the planner priced a lookup per event of the window
+-- and crossed jit_above_cost (355 ms of JIT compiling for 70 ms of work with
+-- 98,810 events in the window); this way 60-90 ms (docs/decisions/0013).
+WITH failed AS MATERIALIZED (
+    SELECT job_id FROM job_events
+    WHERE at > now() - make_interval(secs => %(window)s)
+      AND event IN ('retry_scheduled', 'failed')
+)
 SELECT count(*)
-FROM job_events e
-WHERE e.at > now() - make_interval(secs => %(window)s)
-  AND e.event IN ('retry_scheduled', 'failed')
-  AND (EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id AND j.queue = %(queue)s)
-       OR EXISTS (SELECT 1 FROM finished_jobs f WHERE f.id = e.job_id AND f.queue = %(queue)s))
+FROM failed x
+WHERE EXISTS (SELECT 1 FROM jobs j WHERE j.id = x.job_id AND j.queue = %(queue)s)
+   OR EXISTS (SELECT 1 FROM finished_jobs f WHERE f.id = x.job_id AND f.queue = %(queue)s)
 
 -- name: alert_observe
 -- The open firing of `fire_key`, opened now if there is none (the partial
