@@ -204,7 +204,9 @@ async def test_leadership_fails_over_and_the_new_leader_keeps_rescuing(
     worker = spawn("worker", "--queues", "test", QUEUE_SERVICE_WORKER_ID="worker")
     await registered(runtime, "worker")
     stalled = await runtime.manager.enqueue(
-        EnqueueRequest(type="test.sleep", data={"seconds": 5}, tenant_id="t1")
+        EnqueueRequest(
+            type="test.sleep", data={"seconds": 120, "then_seconds": 0.1}, tenant_id="t1"
+        )
     )
     job_id: UUID = stalled.job_id
 
@@ -238,7 +240,7 @@ async def test_leadership_fails_over_and_the_new_leader_keeps_rescuing(
     assert took < 3 * LEADER_INTERVAL, f"fail-over took {took:.2f} s"
 
     # The new leader rescues a job that stalls after the fail-over.
-    assert await active(), "the job ended before its worker could be killed: lengthen it"
+    assert await active(), "the job ended before its worker could be killed"
     worker.signal(signal.SIGKILL)
 
     async def completed() -> bool:

@@ -37,11 +37,16 @@ class EchoPayload(Payload):
 class FailPayload(Payload):
     mode: str  # "retryable" | "permanent" | "crash" | "flaky"
     succeed_on: int = 0
+    message: str | None = None  # the error's text instead of the default
+    retry_in: float | None = None  # a retryable error's own delay (seconds)
 
 
 class SleepPayload(Payload):
     seconds: float
     tag: str | None = None
+    # Attempts after the first sleep this long instead (a job that must still
+    # be running when a slow machine gets round to killing its worker).
+    then_seconds: float | None = None
 
 
 @processor("test.echo", payload=EchoPayload, queue="test")
@@ -54,10 +59,12 @@ async def fail(ctx: JobContext, p: FailPayload) -> dict[str, int]:
     if p.mode == "flaky" and ctx.attempt >= p.succeed_on:
         return {"succeeded_on": ctx.attempt}
     if p.mode == "permanent":
-        raise PermanentError("card declined", reason="card_declined")
+        raise PermanentError(p.message or "card declined", reason="card_declined")
     if p.mode == "crash":
         raise ZeroDivisionError("a bug in the handler")
-    raise RetryableError(f"upstream 503 on attempt {ctx.attempt}")
+    raise RetryableError(
+        p.message or f"upstream 503 on attempt {ctx.attempt}", delay_seconds=p.retry_in
+    )
 
 
 @processor(
@@ -71,7 +78,8 @@ async def fail(ctx: JobContext, p: FailPayload) -> dict[str, int]:
 )
 async def sleep_then_record(ctx: JobContext, p: SleepPayload) -> None:
     """Sleep, then record the effect and complete in one transaction."""
-    await asyncio.sleep(p.seconds)
+    later = p.then_seconds is not None and ctx.attempt > 1
+    await asyncio.sleep(p.then_seconds if later and p.then_seconds is not None else p.seconds)
     async with ctx.transaction() as tx:
         await tx.execute(
             "INSERT INTO test_ledger (job_id, attempt, worker_id) VALUES (%(id)s, %(a)s, %(w)s)",
