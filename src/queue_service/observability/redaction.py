@@ -13,13 +13,20 @@ credential is removed whole before a later rule could mask part of it:
 5. JWTs (``eyJ`` + base64url, 3-5 dot-separated segments) -> ``[jwt]``.
 6. ``sk_live_``, ``sk_test_``, ``rk_live_``, ``rk_test_``, ``whsec_`` secrets, and bare
    ``sk_``/``rk_`` with 16+ alphanumerics -> the prefix + ``[redacted]``.
-7. Emails -> first character + ``***@`` + domain: ``j***@example.com``.
+7. Emails -> first character + ``***@`` + domain: ``j***@example.com``; also
+   percent-encoded (``jane%40example.com`` -> ``j***%40example.com``).
 8. Cards: 13-19 digits, Luhn-valid, not glued to letters, in one run or in groups
-   of 3+ digits (the last may be shorter) split by single spaces or dashes
+   of 3-6 digits (the last may be shorter) split by single spaces or dashes
    -> ``****`` + last four: ``****4242``.
 9. Phones in international form (``+``, 8-15 digits; spaces, dots, dashes and
    parentheses allowed) -> ``+``, the first min(4, n - 7) digits, ``***``, the last
    four, so at least three digits are hidden: ``+14155550123`` -> ``+1415***0123``.
+10. Phones in national form, 9+ digits, masked the same way without the ``+``:
+    ``(415) 555-0123``, ``1-415-555-0123``, ``415.555.0123`` (North American
+    3-3-4 groups, or any groups after an area code in parentheses), and trunk-0
+    numbers in groups of 2+ digits or in one run of 10-11 (``020 7946 0958``,
+    ``01 23 45 67 89``, ``07700900123``) -> ``415***0123``, ``0207***0958``.
+    Not after a digit and a dot or dash (the middle of a date, a version, a UUID).
 
 :func:`redact_value` and :func:`redact_mapping` classify a field by its key
 (camelCase -> snake_case, lower-cased, other characters -> ``_``); each name
@@ -43,8 +50,9 @@ below also matches after a prefix and ``_`` (``stripe_secret``, ``buyer_wallet``
 
 Nesting deeper than 32 becomes ``[too deep]``, cycles ``[cycle]``, unreadable
 values ``[unloggable]``. Redacting twice gives what redacting once gave.
-Not detected: national-format phones in free text (``(415) 555-0123``), amounts
-written into a message, digits glued to letters (``id4242…``).
+Not detected: national numbers without a trunk 0 or North American grouping
+(``4155550123``, ``30 1234567``), amounts written into a message, digits glued
+to letters (``id4242…``).
 """
 
 from __future__ import annotations
@@ -114,10 +122,22 @@ _PROVIDER_SECRET = re.compile(
 # RFC 5322 atext minus quote, backtick, =, /, {|} (usually delimiters in log
 # text) and * (our mask), so "j***@x.com" is never matched again.
 _LOCAL = r"[\w.!#$%&+?^~-]"
-_EMAIL = re.compile(rf"(?<!{_LOCAL})({_LOCAL}){_LOCAL}*@([\w-]+(?:\.[\w-]+)+)")
+# "%40" too: URLs and form bodies in driver logs carry addresses percent-encoded.
+_EMAIL = re.compile(rf"(?<!{_LOCAL})({_LOCAL}){_LOCAL}*(@|%40)([\w-]+(?:\.[\w-]+)+)")
 _CARD_RUN = re.compile(r"(?<![0-9A-Za-z])[0-9]+(?:[ -][0-9]+)*(?![0-9A-Za-z])")
 _CARD_SEPARATOR = re.compile(r"([ -])")
 _PHONE = re.compile(r"(?<![0-9A-Za-z])\+[0-9](?:[ .()-]{0,2}[0-9]){7,14}(?![0-9A-Za-z])")
+# Each alternative is a shape people write national numbers in; digit counts
+# are checked in _replace_national_phone. Group counts are bounded (linear time).
+_NATIONAL_PHONE = re.compile(
+    r"(?<![0-9A-Za-z+*])(?<![0-9][.-])(?:"
+    r"\(0?[0-9]{2,4}\)[ .-]?[0-9]{2,8}(?:[ .-][0-9]{2,8}){0,3}"
+    r"|(?:1[ .-])?[2-9][0-9]{2}[ .-][0-9]{3}[ .-][0-9]{4}"
+    r"|0[0-9]{1,4}(?:[ .-][0-9]{2,8}){1,5}"
+    r"|0[0-9]{9,10}"
+    r")(?![0-9A-Za-z])"
+)
+_NATIONAL_MIN_DIGITS = 9
 _NOT_DIGIT = re.compile(r"[^0-9]")
 
 
@@ -143,6 +163,13 @@ def _replace_phone(match: re.Match[str]) -> str:
     return ("+" if run.startswith("+") else "") + _mask_digits(_NOT_DIGIT.sub("", run))
 
 
+def _replace_national_phone(match: re.Match[str]) -> str:
+    digits = _NOT_DIGIT.sub("", match.group(0))
+    if len(digits) < _NATIONAL_MIN_DIGITS:
+        return match.group(0)  # a short code, a date, a count: not a phone
+    return _mask_digits(digits)
+
+
 def _luhn_valid(digits: str) -> bool:
     total = 0
     for position, char in enumerate(reversed(digits)):
@@ -153,11 +180,18 @@ def _luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
+_MAX_CARD_GROUP = 6
+
+
 def _card_window(groups: list[str], start: int) -> int | None:
     """Last group of the longest Luhn-valid 13-19 digit window beginning at start."""
     ends: list[int] = []
     total = 0
     for end in range(start, len(groups)):
+        # A card written in groups has groups of at most 6 digits (4-6-5 for
+        # Amex): a longer number before one is its neighbour, not its start.
+        if end > start and max(len(groups[start]), len(groups[end])) > _MAX_CARD_GROUP:
+            break
         total += len(groups[end])
         if total > 19:
             break
@@ -206,10 +240,12 @@ _TEXT_RULES: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], 
     (_KEY_VALUE, rf"\1\2{REDACTED}"),
     (_JWT, "[jwt]"),
     (_PROVIDER_SECRET, _replace_provider_secret),
-    (_EMAIL, r"\1***@\2"),
+    (_EMAIL, r"\1***\2\3"),
     # Cards before phones: a card after a stray "+" must still end as ****1234.
     (_CARD_RUN, _replace_card_run),
     (_PHONE, _replace_phone),
+    # After the international rule, whose masks it must not re-match.
+    (_NATIONAL_PHONE, _replace_national_phone),
 )
 
 

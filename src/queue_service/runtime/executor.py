@@ -30,6 +30,7 @@ from queue_service.core.outcome import (
 )
 from queue_service.core.retry import JitterSource
 from queue_service.errors import LeaseLostError, PermanentError, RetryableError, Snooze
+from queue_service.observability.redaction import redact_text
 from queue_service.processors.base import Processor
 from queue_service.processors.context import JobContext, job_log
 from queue_service.processors.deps import ProcessorDeps
@@ -97,7 +98,7 @@ class Executor:
         try:
             payload = proc.parse(job.data)
         except ValidationError as exc:
-            return Failed(f"invalid payload: {format_validation_error(exc)}")
+            return Failed(_clip(f"invalid payload: {format_validation_error(exc)}"))
         ctx = JobContext(job, self.worker_id, self._session, self.deps)
         try:
             async with asyncio.timeout(proc.options.timeout_seconds):
@@ -157,9 +158,11 @@ def _describe(exc: BaseException, kind: str | None = None) -> str:
 
 
 def _clip(text: str) -> str:
-    # PostgreSQL text cannot hold NUL; an error message must never make the
-    # outcome unwritable.
-    return text[:MAX_ERROR_CHARS].replace("\x00", "\\0")
+    # Vendor and handler text quotes what it was given (addresses, numbers,
+    # keys): redacted before any hook, log, span or row sees it. PostgreSQL
+    # text cannot hold NUL; an error message must never make the outcome
+    # unwritable.
+    return redact_text(text[: MAX_ERROR_CHARS * 2])[:MAX_ERROR_CHARS].replace("\x00", "\\0")
 
 
 def _completed(result: Any) -> Outcome:
@@ -170,5 +173,5 @@ def _completed(result: Any) -> Outcome:
     except TypeError as exc:
         # The work is done; running it again to get a storable result could
         # repeat a side effect, so this is a permanent failure, loudly.
-        return Failed(f"handler returned a result that is not JSON: {exc}")
+        return Failed(_clip(f"handler returned a result that is not JSON: {exc}"))
     return Completed(result)

@@ -16,6 +16,7 @@ from psycopg.pq import TransactionStatus
 
 from queue_service.core.ids import uuid7
 from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
+from queue_service.observability.redaction import redact_text
 from queue_service.store.db import Conn, Database, in_pipeline, json_text
 from queue_service.store.enqueue_plan import (
     Enqueued,
@@ -217,7 +218,7 @@ class JobStore:
                     "id": job_id,
                     "token": token,
                     "delay": delay_seconds,
-                    "reason": reason,
+                    "reason": redact_text(reason),
                     "worker": worker_id,
                 },
             )
@@ -233,7 +234,7 @@ class JobStore:
                     "id": job_id,
                     "token": token,
                     "delay": delay_seconds,
-                    "error": error,
+                    "error": redact_text(error),
                     "worker": worker_id,
                 },
             )
@@ -245,11 +246,13 @@ class JobStore:
         status: FinalStatus,
         conn: Conn | None = None,
     ) -> set[UUID]:
-        """End attempts for good: ``failed`` (dead-lettered) or ``cancelled``."""
+        """End attempts for good: ``failed`` (dead-lettered) or ``cancelled``.
+        Error text is redacted here, whoever wrote it: it becomes last_error,
+        the dead letter's error and the history row, read by operators."""
         params = {
             "ids": [i[0] for i in items],
             "tokens": [i[1] for i in items],
-            "errors": [i[2] for i in items],
+            "errors": [redact_text(i[2]) for i in items],
             "dlq_ids": [uuid7() for _ in items],
             "status": status,
         }

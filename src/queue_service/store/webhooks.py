@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from queue_service.observability.redaction import redact_text
 from queue_service.store.db import Database
 from queue_service.store.queries import Q
 
@@ -134,6 +135,8 @@ class WebhookStore:
         error: str | None = None,
         duration_ms: int | None = None,
     ) -> None:
+        """Receivers' answers and transport errors are stored redacted (a
+        receiver may echo the payload; a URL may carry a token)."""
         async with self.db.connection() as c:
             await c.execute(
                 Q["webhook_delivery_record"],
@@ -142,12 +145,12 @@ class WebhookStore:
                     "job_id": job_id,
                     "webhook_id": webhook_id,
                     "endpoint": endpoint,
-                    "target": target,
+                    "target": redact_text(target),
                     "attempt": attempt,
                     "outcome": outcome,
                     "status_code": status_code,
-                    "excerpt": excerpt,
-                    "error": error,
+                    "excerpt": None if excerpt is None else redact_text(excerpt),
+                    "error": None if error is None else redact_text(error),
                     "duration_ms": duration_ms,
                 },
             )
