@@ -43,7 +43,7 @@ async def test_filters_and_keyset_pages_walk_every_alert_once(api: Api) -> None:
     await store.acknowledge_alert(ids[0], "ops")
     headers = api.auth("u1", TENANT, "user")
 
-    async def listed(**query: object) -> list[str]:
+    async def listed(**query: str) -> list[str]:
         response = await api.client.get("/alerts", params=query, headers=headers)
         assert response.status_code == 200, response.text
         return [i["rule"] for i in response.json()["items"]]
@@ -57,7 +57,7 @@ async def test_filters_and_keyset_pages_walk_every_alert_once(api: Api) -> None:
     seen: list[str] = []
     cursor = None
     while True:
-        params: dict[str, object] = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+        params: dict[str, str | int] = {"limit": 1, **({"cursor": cursor} if cursor else {})}
         page = (await api.client.get("/alerts", params=params, headers=headers)).json()
         seen += [i["id"] for i in page["items"]]
         cursor = page["next_cursor"]
