@@ -25,6 +25,7 @@ from queue_service.store.schedules import DueSchedule
 log = structlog.get_logger("queue_service.leader")
 
 CLAIM_BATCH = 100
+MAX_PASSES_PER_RUN = 50
 RUNS_RETENTION_DAYS = 30
 PRUNE_EVERY_SECONDS = 3600.0
 
@@ -42,10 +43,16 @@ class ScheduleDuty:
         self.store = manager.store
         self.grace = grace
         self._pruned_at: float | None = None
+        self._behind = False
 
     async def run(self) -> None:
-        while await self.fire_due() == CLAIM_BATCH:
-            pass
+        # More passes while a batch came back full or a schedule is still
+        # behind (caught up MAX_TICKS_PER_PASS ticks at a time), bounded so
+        # the other duties are not starved.
+        for _ in range(MAX_PASSES_PER_RUN):
+            self._behind = False
+            if await self.fire_due() < CLAIM_BATCH and not self._behind:
+                break
         now = time.monotonic()
         if self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY_SECONDS:
             self._pruned_at = now
@@ -78,6 +85,8 @@ class ScheduleDuty:
         plan = plan_pass(
             spec, Misfire(schedule.misfire), schedule.next_run_at, schedule.now, grace=self.grace
         )
+        if plan.next_run_at is not None and plan.next_run_at <= schedule.now:
+            self._behind = True
         recorded = await self.store.record_schedule_runs(
             schedule, [(r.fire_at, r.status.value) for r in plan.runs], conn
         )
