@@ -68,6 +68,9 @@ MATRIX = [
     Endpoint("GET", "/health/live", NOBODY_NEEDED),
     Endpoint("GET", "/health/ready", NOBODY_NEEDED),
     Endpoint("GET", "/health/startup", NOBODY_NEEDED),
+    # Without METRICS_TOKEN (the test settings) /metrics is open.
+    Endpoint("GET", "/metrics", NOBODY_NEEDED),
+    Endpoint("GET", "/metrics/json", USERS),
 ]
 
 

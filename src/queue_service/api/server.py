@@ -55,7 +55,13 @@ async def serve_http(
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if server.started:
-            log.info("HTTP API listening", host=host, port=port)
+            # Where to scrape: the operator's first question after "is it up".
+            log.info(
+                "HTTP API listening",
+                host=host,
+                port=port,
+                metrics=f"http://{host}:{port}/metrics",
+            )
             if started is not None:
                 started.set()
         await serving

@@ -4,7 +4,7 @@ buckets and breakers) read at scrape time, and the /metrics text of a process.
 prometheus_client collects synchronously, and the service's event loop must
 never wait on the database inside a collector: the async caller reads the
 database first (``DatabaseGauges.read``, cached ~1 s and shared by concurrent
-scrapers), then renders the text from that reading with no I/O.
+scrapers), then renders the text from that reading with no I/O (in a thread).
 """
 
 from __future__ import annotations

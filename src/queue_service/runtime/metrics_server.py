@@ -59,7 +59,7 @@ class MetricsServer:
                 f"content-length: {len(body)}\r\nconnection: close\r\n"
             )
             if status.startswith("401"):
-                head += 'www-authenticate: Bearer realm="metrics"\r\n'
+                head += "www-authenticate: Bearer\r\n"
             writer.write(head.encode() + b"\r\n" + body)
             await writer.drain()
         except (TimeoutError, ConnectionError, ValueError):
@@ -86,7 +86,7 @@ class MetricsServer:
         except Exception as exc:
             log.warning("metrics: the database did not answer", error=type(exc).__name__)
             return _problem(503, "Service Unavailable", "the database did not answer")
-        return "200 OK", CONTENT_TYPE, render(reading)
+        return "200 OK", CONTENT_TYPE, await asyncio.to_thread(render, reading)
 
 
 async def _headers(reader: asyncio.StreamReader) -> dict[str, str]:

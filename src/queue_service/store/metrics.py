@@ -64,6 +64,9 @@ class MetricsStore:
     async def take_metric_snapshot(self) -> int:
         """Write this minute's snapshot unless written already; rows written."""
         async with self.db.connection() as c:
+            cur = await c.execute(Q["metrics_snapshot_written"])
+            if (written := await cur.fetchone()) and written[0]:
+                return 0
             cur = await c.execute(Q["metrics_snapshot_take"])
             row = await cur.fetchone()
             return int(row[0]) if row else 0

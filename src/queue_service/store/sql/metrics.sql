@@ -31,12 +31,18 @@ WHERE replayed_job_id IS NULL
 GROUP BY queue
 ORDER BY queue
 
+-- name: metrics_snapshot_written
+-- Whether this minute's snapshot exists: one probe of queue_metrics_at_idx,
+-- asked first because computing the snapshot scans the live jobs (measured:
+-- 36 ms with 100,000 of them, even when every row then conflicts).
+SELECT EXISTS (SELECT 1 FROM queue_metrics WHERE at = date_trunc('minute', now()))
+
 -- name: metrics_snapshot_take
 -- The leader's per-minute snapshot: live figures now and what finished in
 -- the full minute before, per tenant and queue, stamped with the current
--- minute. Skipped when the minute is written already (the duty runs several
--- times a minute so that none is missed); ON CONFLICT keeps it idempotent
--- should two writers ever race. Returns the rows written.
+-- minute. The duty looks several times a minute so that none is missed;
+-- NOT EXISTS and ON CONFLICT keep it to one write per minute even if two
+-- writers ever raced. Returns the rows written.
 WITH minute AS (
     SELECT date_trunc('minute', now()) AS at
 ),
