@@ -6,6 +6,7 @@ Values are validated at start-up with messages that say how to fix them.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -49,6 +50,8 @@ FORBIDDEN_KEY_NAMES = (
 # Alert recipients; the messages themselves never name them (they are PII).
 _E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
 _EMAIL = re.compile(r"^[^@\s,]+@[^@\s,]+$")
+# The kinds of outside work providers/status.py names (for settings that list them).
+PROVIDER_KINDS = ("payments", "wallet", "minting", "email", "sms", "analytics")
 DEFAULT_ALLOWED_SERVICES = "ticket-service,order-service,event-service,payment-service,auth-service"
 
 
@@ -154,6 +157,9 @@ class Settings(BaseSettings):
     twilio_account_sid: str | None = None
     twilio_from_number: str | None = None
     twilio_api_base: str = "https://api.twilio.com"
+    # /health/ready probes every configured provider (providers/health.py);
+    # these kinds (comma-separated) are reported but never make it answer 503.
+    queue_service_ready_optional_providers: str = "analytics"
     alert_phone_numbers: str = ""
     alert_emails: str = ""
     # Alerts (SPEC §8, core/alerts.py): per-rule overrides as JSON, e.g.
@@ -201,6 +207,19 @@ class Settings(BaseSettings):
     @classmethod
     def _alert_rules(cls, value: str) -> str:
         parse_alert_rules(value)  # raises ValueError saying what to fix
+        return value
+
+    @field_validator("queue_service_ready_optional_providers")
+    @classmethod
+    def _ready_optional(cls, value: str) -> str:
+        for kind in _items(value):
+            if kind not in PROVIDER_KINDS:
+                close = difflib.get_close_matches(kind, PROVIDER_KINDS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"QUEUE_SERVICE_READY_OPTIONAL_PROVIDERS: unknown provider kind {kind!r}"
+                    f" (one of {', '.join(PROVIDER_KINDS)}){hint}"
+                )
         return value
 
     @field_validator("alert_phone_numbers")
@@ -376,6 +395,10 @@ class Settings(BaseSettings):
         return frozenset(
             t.strip() for t in self.queue_service_platform_operator_tenants.split(",") if t.strip()
         )
+
+    @property
+    def ready_optional_providers(self) -> frozenset[str]:
+        return frozenset(_items(self.queue_service_ready_optional_providers))
 
     @property
     def allowed_services(self) -> frozenset[str]:

@@ -25,6 +25,7 @@ class FakeSolana(LoopbackServer):
         self.scripted: list[tuple[int, dict[str, str], bytes]] = []
         self.calls: list[str] = []
         self.slot = 1000
+        self.healthy = True  # what getHealth says
         self._lock = threading.Lock()
         super().__init__(_handler(self))
 
@@ -52,6 +53,10 @@ class FakeSolana(LoopbackServer):
                 for s in params[0]
             ]
             return _result(rid, {"context": context, "value": values})
+        if method == "getHealth":
+            if self.healthy:
+                return _result(rid, "ok")
+            return _error(rid, -32005, "Node is behind by 42 slots")
         return _error(rid, -32601, "Method not found")
 
 

@@ -17,6 +17,7 @@ from queue_service.api.auth.principal import Principal
 from queue_service.api.auth.signing import ANY_SERVICE, HmacVerifier
 from queue_service.api.auth.tokens import JwtVerifier
 from queue_service.api.ratelimit import InboundLimiter
+from queue_service.providers.health import ProviderHealth
 from queue_service.runtime.manager import JobManager
 from queue_service.runtime.service import Runtime
 from queue_service.settings import Settings
@@ -51,6 +52,13 @@ class ApiState:
     limiter: InboundLimiter
     started: bool = False  # migrations ran and (in serve) workers started
     notes: dict[str, str] = field(default_factory=dict)
+    # /health/ready's provider probes, cached across requests (built on first use).
+    provider_health: ProviderHealth | None = None
+
+    def providers(self) -> ProviderHealth:
+        if self.provider_health is None:
+            self.provider_health = ProviderHealth(self.settings)
+        return self.provider_health
 
     async def open(self) -> None:
         await self.db.open()

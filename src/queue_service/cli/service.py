@@ -10,7 +10,7 @@ import typer
 
 from queue_service.api.app import create_app
 from queue_service.api.server import serve_http
-from queue_service.api.state import ConfigurationError, build_api_state
+from queue_service.api.state import ApiState, ConfigurationError, build_api_state
 from queue_service.cli.app import (
     app,
     cli_database,
@@ -34,6 +34,19 @@ from queue_service.runtime.service import (
 )
 from queue_service.settings import Settings
 from queue_service.store.migrate import apply_migrations
+
+
+async def _mark_started(state: ApiState, workers: asyncio.Event, stop: asyncio.Event) -> None:
+    """Mark the process started once its workers claim; lives until ``stop``
+    (one of _first_failure's tasks: it must not end before the others)."""
+    waits = [asyncio.create_task(workers.wait()), asyncio.create_task(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        state.started = workers.is_set()
+        await stop.wait()
+    finally:
+        for task in waits:
+            task.cancel()
 
 
 def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool) -> None:
@@ -63,17 +76,24 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
                         )
                     )
                 )
+            workers_started = asyncio.Event()
             if workers:
                 tasks.append(
                     asyncio.create_task(
-                        run_until_stopped(runtime, stop, queues=queues, leader=leader)
+                        run_until_stopped(
+                            runtime, stop, queues=queues, leader=leader, started=workers_started
+                        )
                     )
                 )
+            else:
+                workers_started.set()
             if not http and settings.queue_service_metrics_port is not None:
                 # A worker-only host is scrapable too (the API serves /metrics itself).
                 tasks.append(asyncio.create_task(_metrics_server(settings, runtime).run(stop)))
             if state is not None:
-                state.started = True
+                # /health/startup: migrations ran (before the runtime opened)
+                # and the workers are claiming.
+                tasks.append(asyncio.create_task(_mark_started(state, workers_started, stop)))
             freeze_startup_heap()
             try:
                 await _first_failure(tasks, stop)

@@ -139,8 +139,10 @@ async def run_until_stopped(
     *,
     queues: list[str] | None = None,
     leader: bool = True,
+    started: asyncio.Event | None = None,
 ) -> None:
-    """Run workers (for ``queues``, default all) and, if asked, leader duties."""
+    """Run workers (for ``queues``, default all) and, if asked, leader duties;
+    ``started`` is set once the workers are claiming."""
     settings = runtime.settings
     names = queues if queues is not None else [q.name for q in runtime.registry.queues]
     worker = Worker(
@@ -165,7 +167,7 @@ async def run_until_stopped(
         )
         leader_task = asyncio.create_task(elected.run(), name="leader")
     try:
-        await worker.run(stop)
+        await worker.run(stop, started)
     finally:
         if leader_task is not None:
             leader_task.cancel()

@@ -89,8 +89,9 @@ class Worker:
         self.failed = 0
         self.snoozed = 0
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Work until ``stop`` is set, then drain and release."""
+    async def run(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> None:
+        """Work until ``stop`` is set, then drain and release. ``started`` is
+        set once registered and claiming (what /health/startup waits for)."""
         await self._register()
         tasks = [asyncio.create_task(r.run(), name=f"runner:{n}") for n, r in self.runners.items()]
         helpers = [
@@ -100,6 +101,8 @@ class Worker:
         if self._listen_conninfo:
             helpers.append(asyncio.create_task(self._listen_loop(), name="listener"))
         log.info("worker started", worker_id=self.worker_id, queues=sorted(self.runners))
+        if started is not None:
+            started.set()
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait(
             [stopper, *tasks, *helpers], return_when=asyncio.FIRST_COMPLETED

@@ -1,6 +1,6 @@
-"""Probes: live (the process answers), ready (the database answers; which
-providers serve each kind of work), startup (migrations ran and, in serve,
-workers started)."""
+"""Probes: live (the process answers, no database), ready (the database and
+every configured provider answer; stand-ins named as such), startup
+(migrations ran and, in serve, workers started)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 
 from queue_service.api.schemas import Health
 from queue_service.api.security import State
-from queue_service.providers.status import provider_statuses
 
 router = APIRouter(tags=["health"])
 READY_TIMEOUT_SECONDS = 2.0
@@ -35,10 +34,12 @@ async def ready(state: State) -> JSONResponse:
     except Exception as exc:  # any failure is "not ready", with its reason
         checks["database"] = f"unavailable: {type(exc).__name__}"
     checks.update(state.notes)
-    # What serves each kind of outside work, development stand-ins named as such.
-    for provider in provider_statuses(state.settings):
-        checks[f"provider.{provider.kind}"] = provider.describe()
-    ok = checks["database"] == "ok"
+    # What serves each kind of outside work, development stand-ins named as
+    # such; configured ones probed (cached, so readiness polls cannot hammer them).
+    providers = await state.providers().check()
+    for result in providers:
+        checks[f"provider.{result.status.kind}"] = result.describe()
+    ok = checks["database"] == "ok" and not any(r.failing for r in providers)
     body = Health(status="ok" if ok else "unavailable", checks=checks)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
