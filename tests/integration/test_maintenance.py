@@ -7,7 +7,8 @@ from uuid import UUID
 
 import psycopg
 
-from queue_service.core.jobs import JobStatus
+from queue_service.core.catalog import SYSTEM_TENANT
+from queue_service.core.jobs import EnqueueRequest, JobStatus
 from queue_service.runtime.duties import leader_duties
 from queue_service.runtime.leader import Leader
 from queue_service.runtime.service import Runtime
@@ -34,7 +35,7 @@ def _finished(
 
 
 async def _run_system_job(runtime: Runtime, run_worker: WorkerFactory, job_type: str) -> object:
-    done = await runtime.manager.enqueue_system(job_type, f"{job_type}:test")
+    done = await runtime.manager.enqueue(EnqueueRequest(job_type, {}, SYSTEM_TENANT))
     run_worker(("background",))
 
     async def finished() -> bool:

@@ -14,7 +14,6 @@ from uuid import UUID
 import orjson
 from pydantic import ValidationError
 
-from queue_service.core.catalog import SYSTEM_TENANT
 from queue_service.core.ids import uuid7
 from queue_service.core.jobs import EnqueueRequest, Job, NewJob
 from queue_service.errors import (
@@ -202,16 +201,4 @@ class JobManager:
             replay_of=entry.original_job_id,
             trace_context=current_trace_context(),
             job_id=new_id,
-        )
-
-    async def enqueue_system(self, job_type: str, key: str) -> Enqueued:
-        """The leader's own periodic jobs, deduplicated by ``key``."""
-        return await self.enqueue(
-            EnqueueRequest(
-                type=job_type,
-                data={},
-                tenant_id=SYSTEM_TENANT,
-                idempotency_key=key,
-                created_by="leader",
-            )
         )
