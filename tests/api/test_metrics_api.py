@@ -76,9 +76,7 @@ async def enqueue(api: Api, tenant: str, n: int, **fields: Any) -> None:
 async def test_metrics_exposes_every_spec_name_exactly_as_written(api: Api) -> None:
     async with worker_running(api):
         await enqueue(api, TENANT, 3)
-        await eventually(
-            lambda: _finished(api, 3), what="three jobs done"
-        )
+        await eventually(lambda: _finished(api, 3), what="three jobs done")
     text = await scrape(api)
 
     declared = set(re.findall(r"^# TYPE (\S+) ", text, re.MULTILINE))
@@ -133,9 +131,7 @@ async def test_metrics_json_shows_a_tenant_admin_only_its_own_queues(api: Api) -
     await enqueue(api, TENANT, 3)
     await enqueue(api, OTHER_TENANT, 2)
 
-    response = await api.client.get(
-        "/metrics/json", headers=api.auth("b1", OTHER_TENANT, "admin")
-    )
+    response = await api.client.get("/metrics/json", headers=api.auth("b1", OTHER_TENANT, "admin"))
 
     assert response.status_code == 200, response.text
     body = response.json()
