@@ -51,7 +51,9 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 async def background_worker(api: Api) -> AsyncIterator[None]:
     """The service's own worker wiring (run_until_stopped), background queue only."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_until_stopped(api.runtime, stop, queues=["background"]))
+    task = asyncio.create_task(
+        run_until_stopped(api.runtime, stop, queues=["background"], leader=False)
+    )
     try:
         yield
     finally:
