@@ -31,7 +31,7 @@ from queue_service.store.databases import create_database, drop_database
 from queue_service.store.migrate import apply_migrations
 
 Workload = Literal[
-    "enqueue-single", "enqueue-batch", "drain", "latency", "http-enqueue", "payments"
+    "enqueue-single", "enqueue-batch", "drain", "latency", "http-enqueue", "payments", "purge"
 ]
 WORKLOADS: tuple[Workload, ...] = get_args(Workload)
 BENCH_DB = "queue_service_bench"
@@ -53,6 +53,7 @@ class BenchOptions:
     baseline: bool = False
     keep: bool = False
     sync: bool = False  # enqueue workloads through SyncProducer on a sync connection
+    rows: int = 1_000_000  # purge: finished rows seeded past their retention
 
     @property
     def effective_prefetch(self) -> int:
@@ -66,7 +67,7 @@ def run_bench(
     report: dict[str, Any] = {"workload": opts.workload, "server": _server_version(admin_conninfo)}
     enqueueing = opts.workload in ("enqueue-single", "enqueue-batch")
     raw: str | None = None
-    if opts.baseline and opts.workload not in ("latency", "http-enqueue", "payments"):
+    if opts.baseline and opts.workload not in ("latency", "http-enqueue", "payments", "purge"):
         raw = create_database(admin_conninfo, BASELINE_DB)
     try:
         if raw is not None:
@@ -76,10 +77,8 @@ def run_bench(
                 report["baseline_rate"] = _baseline_drain(raw, opts)
         conninfo = create_database(admin_conninfo, BENCH_DB)
         apply_migrations(conninfo)
-        if opts.workload == "payments":
-            from queue_service.bench_payments import run_payments
-
-            return report | run_payments(settings, conninfo, opts.jobs, progress)
+        if opts.workload in ("payments", "purge"):
+            return report | _own_module(settings, conninfo, opts, progress)
         progress(
             f"queue-service: {opts.workload}"
             + (" (sync producer)" if opts.sync else "")
@@ -104,6 +103,19 @@ def run_bench(
     if "baseline_rate" in report and report.get("rate"):
         report["ratio_to_baseline"] = round(report["rate"] / report["baseline_rate"], 3)
     return report
+
+
+def _own_module(
+    settings: Settings, conninfo: str, opts: BenchOptions, progress: Progress
+) -> dict[str, Any]:
+    """The workloads that live in a module of their own."""
+    if opts.workload == "payments":
+        from queue_service.bench_payments import run_payments
+
+        return run_payments(settings, conninfo, opts.jobs, progress)
+    from queue_service.bench_purge import run_purge
+
+    return run_purge(settings, conninfo, opts, opts.rows, progress)
 
 
 def _server_version(conninfo: str) -> str:

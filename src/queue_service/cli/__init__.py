@@ -3,7 +3,7 @@ one module per area."""
 
 from __future__ import annotations
 
-from queue_service.cli import jobs, limits, schedules, service, tools, webhooks
+from queue_service.cli import jobs, limits, retention, schedules, service, tools, webhooks
 from queue_service.cli.app import app
 
 # `--help` lists the commands in the order an operator meets them.
@@ -16,6 +16,7 @@ ORDER = (
     "enqueue",
     "pause",
     "resume",
+    "retention",
     "demo",
     "bench",
     "token",
@@ -24,7 +25,17 @@ app.registered_commands.sort(
     key=lambda c: ORDER.index(c.name or c.callback.__name__) if c.callback else len(ORDER)
 )
 
-__all__ = ["app", "jobs", "limits", "main", "schedules", "service", "tools", "webhooks"]
+__all__ = [
+    "app",
+    "jobs",
+    "limits",
+    "main",
+    "retention",
+    "schedules",
+    "service",
+    "tools",
+    "webhooks",
+]
 
 
 def main() -> None:

@@ -52,7 +52,8 @@ def bench(
         str,
         typer.Option(
             help="enqueue-single | enqueue-batch | drain | latency | http-enqueue | payments"
-            " (payments: 3 worker processes against a local Stripe; try --jobs 300)"
+            " | purge (payments: 3 worker processes against a local Stripe; try --jobs 300;"
+            " purge: drain with and without retention purging --rows old rows)"
         ),
     ] = "drain",
     jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue or drain")] = 20_000,
@@ -73,6 +74,9 @@ def bench(
     sync: Annotated[
         bool, typer.Option(help="enqueue-*: use the synchronous producer (SyncProducer) instead")
     ] = False,
+    rows: Annotated[
+        int, typer.Option(min=1, help="purge: finished rows seeded past their retention")
+    ] = 1_000_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Measure the engine on no-op jobs, or the payments path (docs/benchmarks.md)."""
@@ -92,6 +96,7 @@ def bench(
         baseline=baseline,
         keep=keep,
         sync=sync,
+        rows=rows,
     )
     settings = load_cli_settings()
     configure_cli_logging(settings, quiet=True)

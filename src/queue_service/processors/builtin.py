@@ -3,14 +3,7 @@ benchmark runs, and the entry point that registers every platform job type."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from queue_service.core.catalog import (
-    DEFAULT_RETENTION_DAYS,
-    EVENTS_GRACE_DAYS,
-    RETENTION_RULES,
-    QueueConfig,
-)
+from queue_service.core.catalog import QueueConfig
 from queue_service.core.jobs import Priority
 from queue_service.processors import (
     analytics,
@@ -24,19 +17,12 @@ from queue_service.processors import (
 )
 from queue_service.processors.base import EmptyPayload, Payload, processor
 from queue_service.processors.context import JobContext
+from queue_service.processors.retention import RUN_BUDGET_SECONDS, categories, purge_all
 
 BENCH_QUEUE = QueueConfig("bench", concurrency=10)
 # Bounded work per run, so one run never outlives its timeout; the next
 # period continues where this one stopped.
 MAX_BATCHES_PER_RUN = 200
-BATCH = 1000
-# HmacVerifier.nonce_retention_seconds for the 60 s window: 2 x 60 + 60.
-NONCE_RETENTION_SECONDS = 180.0
-# Delivery records are kept as long as finished webhook jobs (SPEC §8).
-WEBHOOK_DELIVERY_DAYS = 30
-# The sent-ledger must outlive every retry and rescue of its job (hours at
-# most); two weeks is ample, and twice the finished email jobs' window.
-SENT_LEDGER_DAYS = 14
 
 
 class NoopPayload(Payload):
@@ -49,16 +35,6 @@ async def noop(ctx: JobContext, payload: NoopPayload) -> None:
     """Does nothing: what the benchmark measures is the engine around it."""
 
 
-async def _drain(purge: Any) -> int:
-    total = 0
-    for _ in range(MAX_BATCHES_PER_RUN):
-        n = int(await purge())
-        total += n
-        if n < BATCH:
-            break
-    return total
-
-
 @processor(
     "cleanup.run",
     payload=EmptyPayload,
@@ -68,29 +44,15 @@ async def _drain(purge: Any) -> int:
     lease_seconds=60,
 )
 async def cleanup(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
-    """Retention (SPEC §8): archive or delete finished jobs past their window."""
-    store = ctx.deps.store
-    report: dict[str, int] = {}
-    ruled: list[str] = []
-    for rule in RETENTION_RULES:
-        prefixes = list(rule.prefixes)
-        ruled += prefixes
-        report["+".join(prefixes)] = await _drain(
-            lambda p=prefixes, r=rule: store.purge_finished(r.days, p, [], r.archive, BATCH)
-        )
-    report["other"] = await _drain(
-        lambda: store.purge_finished(DEFAULT_RETENTION_DAYS, [], ruled, False, BATCH)
+    """Retention (SPEC §8): archive or delete finished jobs past their window,
+    and dead letters, history, delivery records, the sent-ledger, metric
+    snapshots and resolved alerts past theirs (processors/retention.py)."""
+    found = categories(ctx.deps.store, ctx.deps.settings)
+    return await purge_all(
+        [c for c in found if c.job == "cleanup.run"],
+        max_batches=MAX_BATCHES_PER_RUN,
+        budget_seconds=RUN_BUDGET_SECONDS,
     )
-    dlq_days = ctx.deps.settings.queue_service_dlq_retention_days
-    report["dead_letters"] = await _drain(lambda: store.purge_dead_letters(dlq_days, BATCH))
-    report["events"] = await _drain(lambda: store.purge_events(EVENTS_GRACE_DAYS, BATCH))
-    report["webhook_deliveries"] = await _drain(
-        lambda: store.purge_webhook_deliveries(WEBHOOK_DELIVERY_DAYS, BATCH)
-    )
-    report["sent_messages"] = await _drain(
-        lambda: store.purge_sent_messages(SENT_LEDGER_DAYS, BATCH)
-    )
-    return report
 
 
 @processor(
@@ -104,10 +66,12 @@ async def cleanup(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
 async def run_maintenance(ctx: JobContext, payload: EmptyPayload) -> dict[str, int]:
     """Expire idempotency keys past their TTL and service nonces past the
     window in which a replay could still pass the timestamp check."""
-    store = ctx.deps.store
-    keys = await _drain(lambda: store.purge_expired_keys(BATCH))
-    nonces = await _drain(lambda: store.purge_nonces(NONCE_RETENTION_SECONDS, BATCH))
-    return {"idempotency_keys": keys, "nonces": nonces}
+    found = categories(ctx.deps.store, ctx.deps.settings)
+    return await purge_all(
+        [c for c in found if c.job == "maintenance.run"],
+        max_batches=MAX_BATCHES_PER_RUN,
+        budget_seconds=RUN_BUDGET_SECONDS,
+    )
 
 
 # The entry point ``queue_service.processors: builtin``.

@@ -13,6 +13,7 @@ from queue_service.store.mints import MintStore
 from queue_service.store.money import MoneyStore
 from queue_service.store.outbound import OutboundStore
 from queue_service.store.reports import ReportStore
+from queue_service.store.retention import RetentionStore
 from queue_service.store.schedules import ScheduleStore
 from queue_service.store.webhooks import WebhookStore
 
@@ -30,6 +31,7 @@ class Store(
     ScheduleStore,
     MetricsStore,
     AlertStore,
+    RetentionStore,
 ):
     """Every statement queue-service runs, one method each."""
 

@@ -593,14 +593,17 @@ WITH gone AS (
     DELETE FROM dead_letter_jobs
     WHERE id = ANY(ARRAY(
         SELECT id FROM dead_letter_jobs
-        WHERE failed_at < now() - make_interval(days => %(days)s) LIMIT %(limit)s))
+        WHERE failed_at < now() - make_interval(days => %(days)s) LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED))
     RETURNING 1
 )
 SELECT count(*) FROM gone
 
 -- name: finished_purge
 -- Delete up to `limit` finished jobs of the given type prefixes older than
--- the window, archiving them first when asked. Returns how many moved.
+-- the window, archiving them first when asked. Returns how many moved. One
+-- short statement per batch; rows another transaction holds (a retry or a
+-- replay in flight) are skipped, never waited for (decision 0016).
 WITH gone AS (
     DELETE FROM finished_jobs
     WHERE id = ANY(ARRAY(
@@ -609,7 +612,8 @@ WITH gone AS (
           AND (cardinality(%(prefixes)s::text[]) = 0
                OR split_part(type, '.', 1) = ANY(%(prefixes)s::text[]))
           AND NOT (split_part(type, '.', 1) = ANY(%(exclude)s::text[]))
-        LIMIT %(limit)s))
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED))
     RETURNING *
 ),
 archived AS (
@@ -628,7 +632,8 @@ WITH gone AS (
           AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = e.job_id)
           AND NOT EXISTS (SELECT 1 FROM finished_jobs f WHERE f.id = e.job_id)
           AND NOT EXISTS (SELECT 1 FROM job_archive a WHERE a.id = e.job_id)
-        LIMIT %(limit)s))
+        LIMIT %(limit)s
+        FOR UPDATE OF e SKIP LOCKED))
     RETURNING 1
 )
 SELECT count(*) FROM gone
