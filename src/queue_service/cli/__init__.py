@@ -3,7 +3,16 @@ one module per area."""
 
 from __future__ import annotations
 
-from queue_service.cli import jobs, limits, retention, schedules, service, tools, webhooks
+from queue_service.cli import (
+    alerts,
+    jobs,
+    limits,
+    retention,
+    schedules,
+    service,
+    tools,
+    webhooks,
+)
 from queue_service.cli.app import app
 
 # `--help` lists the commands in the order an operator meets them.
@@ -26,6 +35,7 @@ app.registered_commands.sort(
 )
 
 __all__ = [
+    "alerts",
     "app",
     "jobs",
     "limits",
