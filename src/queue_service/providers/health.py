@@ -9,7 +9,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiosmtplib
 import httpx
 import orjson
 
@@ -94,24 +93,10 @@ async def _solana(settings: Settings) -> None:
 
 
 async def _smtp(settings: Settings) -> None:
-    """Connect (TLS when SMTP_TLS=tls), EHLO, NOOP, QUIT: no AUTH, no mail."""
-    assert settings.smtp_host
-    client = aiosmtplib.SMTP(
-        hostname=settings.smtp_host,
-        port=settings.smtp_port,
-        use_tls=settings.smtp_tls == "tls",
-        start_tls=False,
-        timeout=PROBE_TIMEOUT_SECONDS,
-    )
-    await client.connect()
-    try:
-        await client.ehlo()
-        await client.noop()
-    finally:
-        try:
-            await client.quit()
-        except aiosmtplib.SMTPException:
-            client.close()
+    # The SMTP library loads only when an SMTP relay is configured and probed.
+    from queue_service.providers.smtp import probe_smtp
+
+    await probe_smtp(settings, PROBE_TIMEOUT_SECONDS)
 
 
 PROBES: dict[str, Probe] = {

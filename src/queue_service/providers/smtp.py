@@ -18,6 +18,7 @@ from queue_service.providers.email import (
     OutgoingEmail,
     to_mime,
 )
+from queue_service.settings import Settings
 
 
 class SmtpEmailProvider:
@@ -101,3 +102,24 @@ def smtp_error(exc: Exception) -> Exception:
     if isinstance(exc, aiosmtplib.SMTPException | OSError | TimeoutError):
         return RetryableError(f"SMTP {type(exc).__name__}: {redact_text(str(exc))}")
     return exc
+
+
+async def probe_smtp(settings: Settings, within_seconds: float) -> None:
+    """Connect (TLS when SMTP_TLS=tls), EHLO, NOOP, QUIT: no AUTH, no mail."""
+    assert settings.smtp_host
+    client = aiosmtplib.SMTP(
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        use_tls=settings.smtp_tls == "tls",
+        start_tls=False,
+        timeout=within_seconds,
+    )
+    await client.connect()
+    try:
+        await client.ehlo()
+        await client.noop()
+    finally:
+        try:
+            await client.quit()
+        except aiosmtplib.SMTPException:
+            client.close()
