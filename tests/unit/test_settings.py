@@ -43,3 +43,16 @@ def test_bad_values_are_refused_naming_the_variable(monkeypatch: pytest.MonkeyPa
 def test_root_never_gets_a_data_directory_under_a_home() -> None:
     path = str(default_data_dir())
     assert not path.startswith("/root")
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    from queue_service.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    missing = [
+        name.upper()
+        for name in Settings.model_fields
+        if not any(f"`{name.upper()}`" in row for row in rows)
+    ]
+    assert missing == [], f"settings missing from the README's configuration table: {missing}"
