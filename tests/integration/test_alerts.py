@@ -250,7 +250,7 @@ async def test_a_failing_channel_is_recorded_and_the_others_still_go_out(
     runtime: Runtime, sql: Sql, twilio: FakeTwilio, smtp: SmtpServer
 ) -> None:
     waiting(sql, "money", 51)
-    twilio.answer_next(500, code=20500)  # the first SMS
+    twilio.answer_next(500, code=20500, resource="Messages")  # the first SMS
 
     await duty(runtime).run()
 

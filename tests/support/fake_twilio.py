@@ -30,6 +30,7 @@ class Answer:
     status: int
     body: dict[str, object]
     retry_after: str | None = None
+    resource: str | None = None  # only a request to this resource (None: any)
 
 
 class FakeTwilio(LoopbackServer):
@@ -40,13 +41,22 @@ class FakeTwilio(LoopbackServer):
         self._lock = threading.Lock()
         super().__init__(self._handler_class())
 
-    def answer_next(self, status: int, *, code: int = 0, retry_after: str | None = None) -> None:
-        """Answer the next request with an error ``status`` (Twilio's JSON error body)."""
+    def answer_next(
+        self,
+        status: int,
+        *,
+        code: int = 0,
+        retry_after: str | None = None,
+        resource: str | None = None,
+    ) -> None:
+        """Answer the next request (to ``resource``, "Messages" or "Calls", when
+        given: SMS and calls may be sent at once) with an error ``status``
+        (Twilio's JSON error body)."""
         body: dict[str, object] = {"status": status, "message": f"error {status} for +14155550100"}
         if code:
             body["code"] = code
         with self._lock:
-            self._answers.append(Answer(status, body, retry_after))
+            self._answers.append(Answer(status, body, retry_after, resource))
 
     def of(self, resource: str) -> list[Recorded]:
         """The requests that created a message or call (not the refused ones)."""
@@ -71,7 +81,11 @@ class FakeTwilio(LoopbackServer):
                 length = int(self.headers.get("Content-Length", "0"))
                 form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
                 with fake._lock:
-                    answer = fake._answers.pop(0) if fake._answers else None
+                    answer = next(
+                        (a for a in fake._answers if a.resource in (None, resource)), None
+                    )
+                    if answer is not None:
+                        fake._answers.remove(answer)
                     if answer is not None:
                         fake.refused.append(answer.status)
                     else:

@@ -47,9 +47,18 @@ def test_driver_records_are_json_lines_without_sensitive_values(
     configure_logging("debug", stream=stream)
     logger = logging.getLogger(name)
     # psycopg holds its loggers at WARNING by default; what they emit is the point.
-    saved = logger.level
+    saved = logger.level, logger.propagate
     logger.setLevel(logging.DEBUG)
-    request.addfinalizer(lambda: logger.setLevel(saved))
+    # serve_http turns uvicorn's access log off (access_log=False stops its
+    # propagation) once any test has run a live server; what is checked here
+    # is the pipeline a record goes through when a logger does emit.
+    logger.propagate = True
+
+    def restore() -> None:
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+    request.addfinalizer(restore)
     logger.debug("request %s", f"POST /v1/charges?email={SAMPLES['email']}")
     logger.info("answered: %s", sample_text(), extra={"body": dict(SAMPLES)})
     try:
