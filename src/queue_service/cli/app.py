@@ -7,8 +7,9 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 import structlog
 import typer
 from pydantic import ValidationError
@@ -88,3 +89,16 @@ def run_on_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True)
     except QueueServiceError as exc:
         err.print(f"[red]error[/red]: {exc}")
         raise typer.Exit(1) from None
+
+
+def json_object_option(text: str, option: str = "--data") -> dict[str, Any]:
+    """A JSON object given on the command line, or exit 2 saying what is wrong."""
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        err.print(f"[red]error[/red]: {option} is not valid JSON: {exc}")
+        raise typer.Exit(2) from None
+    if not isinstance(value, dict):
+        err.print(f"[red]error[/red]: {option} must be a JSON object, e.g. '{{\"i\": 1}}'")
+        raise typer.Exit(2)
+    return value

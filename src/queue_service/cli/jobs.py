@@ -14,6 +14,7 @@ from queue_service.cli.app import (
     app,
     dlq_app,
     err,
+    json_object_option,
     out,
     run_on_runtime,
 )
@@ -33,14 +34,7 @@ def enqueue(
     idempotency_key: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Enqueue one job and print it as JSON."""
-    try:
-        payload = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        err.print(f"[red]error[/red]: --data is not valid JSON: {exc}")
-        raise typer.Exit(2) from None
-    if not isinstance(payload, dict):
-        err.print("[red]error[/red]: --data must be a JSON object")
-        raise typer.Exit(2)
+    payload = json_object_option(data)
 
     async def go(rt: Runtime) -> dict[str, Any]:
         done = await rt.manager.enqueue(

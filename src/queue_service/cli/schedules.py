@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.table import Table
 
-from queue_service.cli.app import app, err, out, run_on_runtime
+from queue_service.cli.app import app, json_object_option, out, run_on_runtime
 from queue_service.core.catalog import SYSTEM_TENANT
 from queue_service.runtime.service import Runtime
 
@@ -17,18 +16,6 @@ schedules_app = typer.Typer(
     help="Cron schedules: list, add (or change with --replace), remove.", no_args_is_help=True
 )
 app.add_typer(schedules_app, name="schedules")
-
-
-def _data(text: str) -> dict[str, Any]:
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        err.print(f"[red]error[/red]: --data is not JSON: {exc}")
-        raise typer.Exit(2) from None
-    if not isinstance(value, dict):
-        err.print('[red]error[/red]: --data must be a JSON object, e.g. \'{"report": "daily"}\'')
-        raise typer.Exit(2)
-    return value
 
 
 @schedules_app.command("list")
@@ -94,7 +81,7 @@ def schedules_add(
         name=name,
         cron=cron,
         type=job_type,
-        data=_data(data),
+        data=json_object_option(data),
         timezone=timezone,
         active=not inactive,
         misfire=misfire,
