@@ -37,7 +37,8 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
   serve [args]   install the project (locked deps) into .venv, run `queue-service serve args`
                  (QUEUE_SERVICE_ENV defaults to development: embedded database, generated keys)
-  test [args]    install with dev extras, run `python -m pytest args`
+  test [args]    install with dev extras (and Debian's pgbouncer when missing, as root or
+                 with sudo), run `python -m pytest args`
   check          install with dev extras, run ruff check, ruff format --check, mypy, pytest
   lock           regenerate requirements.lock from pyproject.toml in a fresh venv
 """
@@ -119,6 +120,102 @@ def ensure_installed(*, dev: bool) -> None:
         if code != 0:
             sys.exit(f"dev.py: pip install failed (exit {code})")
         STAMP.write_text(json.dumps({"hash": wanted, "dev": dev}) + "\n")
+
+
+PGBOUNCER_PACKAGE = "pgbouncer"
+POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+PGBOUNCER_MISSING = (
+    "pgbouncer is not installed and cannot be installed here (needs root or sudo): "
+    "the PgBouncer tests will be skipped; install it with "
+    "`sudo apt-get install -y --no-install-recommends pgbouncer`"
+)
+
+
+def _apt_knows(package: str) -> bool:
+    """Whether apt has a candidate version of ``package`` (else the lists need an update)."""
+    try:
+        out = subprocess.run(  # noqa: S603 - fixed command line
+            ["apt-cache", "policy", package],  # noqa: S607
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+    except OSError:
+        return False
+    found = re.search(r"Candidate:\s*(\S+)", out)
+    return bool(found and found[1] != "(none)")
+
+
+@contextlib.contextmanager
+def services_not_started(root: list[str]) -> Iterator[None]:
+    """Debian's postinst must not start the packaged pgbouncer service: a policy-rc.d
+    that refuses every start (exit 101) for the duration, unless one is already there."""
+    if POLICY_RC_D.exists():
+        yield
+        return
+    script = "#!/bin/sh\n# dev.py: no service starts while it installs packages\nexit 101\n"
+    subprocess.run(  # noqa: S603
+        [*root, "sh", "-c", f"printf '%s' '{script}' > {POLICY_RC_D} && chmod 755 {POLICY_RC_D}"],
+        check=True,
+    )
+    try:
+        yield
+    finally:
+        subprocess.call([*root, "rm", "-f", str(POLICY_RC_D)])  # noqa: S603
+
+
+def ensure_pgbouncer() -> None:
+    """Install Debian's pgbouncer for the PgBouncer tests when it is missing.
+
+    The tests run their own pgbouncer (a generated ini, a free port, a non-root user);
+    the packaged service is never started: it is kept from starting during the install
+    and stopped and disabled afterwards in case it started anyway.
+    """
+    if shutil.which("pgbouncer") or Path("/usr/sbin/pgbouncer").exists():
+        return
+    if not shutil.which("apt-get"):
+        say(
+            "pgbouncer is not installed and there is no apt-get to install it: "
+            "the PgBouncer tests will be skipped"
+        )
+        return
+    if os.geteuid() == 0:
+        root: list[str] = []
+    elif (
+        shutil.which("sudo")
+        and subprocess.call(
+            ["sudo", "-n", "true"],  # noqa: S607
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        == 0
+    ):
+        root = ["sudo", "-n"]
+    else:
+        say(PGBOUNCER_MISSING)
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not _apt_knows(PGBOUNCER_PACKAGE):
+        say("apt-get update (the pgbouncer package is not in the package lists)")
+        subprocess.call([*root, "apt-get", "update", "-q"], env=env)  # noqa: S603
+    say("installing Debian's pgbouncer for the PgBouncer tests (its service is not started)")
+    with services_not_started(root):
+        code = subprocess.call(  # noqa: S603
+            [*root, "apt-get", "install", "-y", "-q", "--no-install-recommends", PGBOUNCER_PACKAGE],
+            env=env,
+        )
+    if code != 0:
+        say(f"apt-get install pgbouncer failed (exit {code}): the PgBouncer tests will be skipped")
+        return
+    # Belt and braces: the tests never use the packaged service (port 6432).
+    for command in (
+        ["systemctl", "disable", "--now", "pgbouncer"],
+        ["service", "pgbouncer", "stop"],
+    ):
+        if shutil.which(command[0]):
+            subprocess.call(  # noqa: S603
+                [*root, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
 
 
 def run_replacing_this_process(argv: Sequence[str]) -> None:
@@ -206,10 +303,12 @@ def main(argv: Sequence[str]) -> int:
         run_replacing_this_process([str(venv_exe("queue-service")), "serve", *args])
     elif command == "test":
         ensure_installed(dev=True)
+        ensure_pgbouncer()
         python = str(venv_exe("python"))
         run_replacing_this_process([python, "-m", "pytest", *args])
     elif command == "check" and not args:
         ensure_installed(dev=True)
+        ensure_pgbouncer()
         return check()
     elif command == "lock" and not args:
         return lock()

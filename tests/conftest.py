@@ -20,6 +20,7 @@ from psycopg import sql
 from queue_service.store.databases import drop_database_on, url_for_database
 from queue_service.store.embedded import start_embedded
 from queue_service.store.migrate import apply_migrations
+from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
 
 AdminConnection = psycopg.Connection[tuple[object, ...]]
 
@@ -93,3 +94,33 @@ def empty_database_url(pg_admin_url: str, pg_admin: AdminConnection) -> Iterator
         yield url_for_database(pg_admin_url, name)
     finally:
         drop_database_on(pg_admin, name)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_admin_url: str) -> Iterator[PgBouncer]:
+    """Our own PgBouncer (transaction mode) in front of the test server, for the session.
+
+    Skips when Debian's pgbouncer is not installed (`python3 dev.py test` installs it).
+    """
+    binary = pgbouncer_binary()
+    if binary is None:
+        pytest.skip(
+            "pgbouncer is not installed: `python3 dev.py test` installs it as root or with "
+            "sudo (apt-get install -y --no-install-recommends pgbouncer)"
+        )
+    bouncer = PgBouncer(pg_admin_url, binary)
+    try:
+        yield bouncer
+    finally:
+        bouncer.stop()
+        bouncer.cleanup()
+
+
+@pytest.fixture
+def pgbouncer_url(pgbouncer: PgBouncer, database_url: str) -> Iterator[str]:
+    """This test's database through PgBouncer; PgBouncer's log is printed after the
+    test (pytest shows it when the test fails)."""
+    mark = len(pgbouncer.logs())
+    yield pgbouncer.url(database_url)
+    print(f"----- pgbouncer log ({pgbouncer.ini}) -----")
+    print(pgbouncer.logs()[mark:])

@@ -156,6 +156,7 @@ def build_api_state(settings: Settings, runtime: Runtime) -> ApiState:
         role=API_ROLE,
         max_size=settings.queue_service_pool_size,
         prepare=not settings.queue_service_pgbouncer,
+        pgbouncer=settings.queue_service_pgbouncer,
         timeout=5.0,
         application_name="queue-service api",
     )

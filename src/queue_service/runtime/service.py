@@ -114,6 +114,7 @@ async def open_runtime(
         conninfo,
         max_size=pool_size or settings.queue_service_pool_size,
         prepare=not settings.queue_service_pgbouncer,
+        pgbouncer=settings.queue_service_pgbouncer,
         # Behind PgBouncer the lane's prepared statements are not safe either.
         insert_lane=0 if settings.queue_service_pgbouncer else settings.queue_service_insert_lane,
     )
