@@ -86,3 +86,26 @@ def test_production_runs_jobs_once_every_provider_is_configured(database_url: st
     assert "development providers" not in done.stderr
     assert "nope.missing" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_leader_behind_pgbouncer_without_a_direct_listen_url_is_refused(
+    database_url: str,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "queue_service.cli", "serve"],
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DATABASE_LISTEN_URL"},
+            "DATABASE_URL": database_url,
+            "QUEUE_SERVICE_PGBOUNCER": "true",
+            "QUEUE_SERVICE_ENV": "development",
+            "PYTHONPATH": str(REPO),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "QUEUE_SERVICE_PGBOUNCER=true needs DATABASE_LISTEN_URL" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -54,6 +54,16 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
     configure_cli_logging(settings)
     if workers:
         _check_providers(settings)
+    if leader and settings.queue_service_pgbouncer and settings.database_listen_url is None:
+        # The leader's lock is a session advisory lock: through transaction
+        # pooling it lands on whichever server connection, outlives its holder
+        # and can be taken twice (docs/scale-out.md).
+        err.print(
+            "[red]error[/red]: QUEUE_SERVICE_PGBOUNCER=true needs DATABASE_LISTEN_URL, a direct"
+            " (or session-mode) connection for the leader's lock and LISTEN",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
 
     async def main(conninfo: str) -> None:
         stop = asyncio.Event()
