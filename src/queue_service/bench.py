@@ -27,7 +27,7 @@ from queue_service.runtime.service import (
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
 from queue_service.store import baseline
-from queue_service.store.databases import create_database, drop_database
+from queue_service.store.databases import analyze_engine_tables, create_database, drop_database
 from queue_service.store.migrate import apply_migrations
 
 Workload = Literal[
@@ -38,6 +38,7 @@ BENCH_DB = "queue_service_bench"
 BASELINE_DB = "queue_service_bench_raw"
 JOB_TYPE = "bench.noop"
 TENANT = "bench"
+HISTORY_AGE_DAYS = 1  # --history: finished yesterday, inside every retention window
 Progress = Callable[[str], None]
 
 
@@ -54,6 +55,8 @@ class BenchOptions:
     keep: bool = False
     sync: bool = False  # enqueue workloads through SyncProducer on a sync connection
     rows: int = 1_000_000  # purge: finished rows seeded past their retention
+    delayed: int = 0  # drain: delayed jobs (due in a day) seeded in the bench queue first
+    history: int = 0  # drain: finished jobs seeded first
 
     @property
     def effective_prefetch(self) -> int:
@@ -147,14 +150,40 @@ async def _ours(
             if opts.workload == "http-enqueue":
                 return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
             if opts.workload == "drain":
+                seeded = await _seed_backlog(rt, opts, progress)
                 for requests in _batches(0, opts.jobs, 1000):
                     await rt.manager.enqueue_many(requests)
+                if seeded:
+                    # The worst moment for the planner: every live row waiting,
+                    # none active (decision 0017).
+                    progress("ANALYZE with everything waiting, nothing active")
+                    await asyncio.to_thread(analyze_engine_tables, conninfo)
                 progress(f"draining {opts.jobs} jobs")
-                return await _drain(rt, opts) | {"tracing": tracing is not None}
+                return await _drain(rt, opts) | seeded | {"tracing": tracing is not None}
             return await _latency(rt, conninfo, opts, progress)
     finally:
         if tracing is not None:
             tracing.shutdown()
+
+
+async def _seed_backlog(rt: Runtime, opts: BenchOptions, progress: Progress) -> dict[str, Any]:
+    """Seed ``--history`` finished jobs and ``--delayed`` delayed ones before
+    the timed phase; reports what was seeded and how long it took."""
+    seeded: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if opts.history:
+        progress(f"seeding {opts.history:,} finished jobs")
+        await rt.store.bench_seed_finished(opts.history, HISTORY_AGE_DAYS)
+        seeded["history"] = opts.history
+    if opts.delayed:
+        progress(f"seeding {opts.delayed:,} delayed jobs (due in a day)")
+        await rt.store.bench_seed_delayed(
+            opts.delayed, queue="bench", job_type=JOB_TYPE, tenant=TENANT
+        )
+        seeded["delayed"] = opts.delayed
+    if seeded:
+        seeded["seed_s"] = round(time.perf_counter() - t0, 1)
+    return seeded
 
 
 def _request(i: int) -> EnqueueRequest:

@@ -77,6 +77,10 @@ def bench(
     rows: Annotated[
         int, typer.Option(min=1, help="purge: finished rows seeded past their retention")
     ] = 1_000_000,
+    delayed: Annotated[
+        int, typer.Option(min=0, help="drain: delayed jobs (due in a day) seeded first")
+    ] = 0,
+    history: Annotated[int, typer.Option(min=0, help="drain: finished jobs seeded first")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Measure the engine on no-op jobs, or the payments path (docs/benchmarks.md)."""
@@ -84,6 +88,9 @@ def bench(
 
     if workload not in WORKLOADS:
         err.print(f"[red]error[/red]: unknown workload {workload!r}")
+        raise typer.Exit(2)
+    if (delayed or history) and workload != "drain":
+        err.print("[red]error[/red]: --delayed and --history apply to the drain workload")
         raise typer.Exit(2)
     opts = BenchOptions(
         workload=workload,
@@ -97,6 +104,8 @@ def bench(
         keep=keep,
         sync=sync,
         rows=rows,
+        delayed=delayed,
+        history=history,
     )
     settings = load_cli_settings()
     configure_cli_logging(settings, quiet=True)

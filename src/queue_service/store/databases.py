@@ -9,6 +9,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from queue_service.store.queries import Q
+
 
 def url_for_database(base: str, dbname: str) -> str:
     """``base`` (a URI, host or ``?host=/socket/dir``, or key=value conninfo) aimed at ``dbname``.
@@ -53,3 +55,10 @@ def drop_database(admin_conninfo: str, name: str) -> None:
 
 def drop_database_on(admin: psycopg.Connection[tuple[object, ...]], name: str) -> None:
     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def analyze_engine_tables(conninfo: str) -> None:
+    """ANALYZE the engine's live and finished tables now, as the connecting
+    (owning) user: the engine role may not."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(Q["bench_analyze"])

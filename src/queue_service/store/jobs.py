@@ -303,6 +303,12 @@ class JobStore:
                 rescued = [row[0] for row in await cur.fetchall()]
         return RescueReport(rescued=rescued, failed=sorted(failed))
 
+    async def bench_seed_delayed(self, rows: int, queue: str, job_type: str, tenant: str) -> None:
+        """``rows`` waiting jobs due in a day (the drain benchmark's --delayed)."""
+        params = {"rows": rows, "queue": queue, "type": job_type, "tenant": tenant}
+        async with self.db.connection() as c:
+            await c.execute(Q["bench_seed_delayed"], params)
+
     async def db_now(self) -> datetime:
         async with self.db.connection() as c:
             cur = await c.execute(Q["db_now"])

@@ -137,22 +137,57 @@ SELECT count(*) FROM gone
 
 -- name: job_claim
 -- Claim up to `limit` runnable jobs of a queue for one worker: priority, then
--- run_at. SKIP LOCKED lets workers claim side by side; the pause check sits
--- in the claim itself, so a pause takes effect on the very next claim of
--- every worker. Each claim draws a fresh fencing token.
-WITH picked AS (
-    SELECT j.id
-    FROM jobs j
-    WHERE j.queue = %(queue)s
-      AND j.status = 'waiting'
-      AND j.run_at <= now()
-      AND j.type = ANY(%(types)s::text[])
-      AND NOT EXISTS (
-          SELECT 1 FROM queue_pauses p
-          WHERE p.queue = j.queue AND p.tenant_id IN (j.tenant_id, '*'))
-    ORDER BY j.priority, j.run_at, j.id
+-- run_at, then id. SKIP LOCKED lets workers claim side by side; the pause
+-- check sits in the claim itself, so a pause takes effect on the very next
+-- claim of every worker. Each claim draws a fresh fencing token.
+--
+-- Planner pitfall (decision 0017): jobs_fetch_idx is (queue, priority, run_at,
+-- id), so `run_at <= now()` bounds the scan only under an *equality* on
+-- priority. A plain `ORDER BY priority, run_at, id LIMIT n` walks the queue's
+-- whole stretch of the index, every delayed row of every priority, to find
+-- nothing: 98 ms and ~6,000 buffers per idle poll at 1 M delayed rows. So the
+-- claim walks priorities instead: `priorities` skips from one distinct
+-- priority to the next (one index descent each: a loose index scan), and for
+-- each the lateral probe reads only that priority's ready rows in (run_at, id)
+-- order, stopping at the first delayed one. The outer LIMIT stops pulling as
+-- soon as `limit` rows are locked, so a full batch from the first priority
+-- never probes the next. The order is exactly the old one: priorities ascend,
+-- and within one the index order is (run_at, id). Cost: two descents per
+-- priority present, whatever the backlog. Nothing here lets the planner pick
+-- otherwise: the lateral probe is parameterised by its priority.
+WITH RECURSIVE priorities AS (
+    (SELECT j.priority FROM jobs j
+     WHERE j.queue = %(queue)s AND j.status = 'waiting'
+     ORDER BY j.priority
+     LIMIT 1)
+    UNION ALL
+    SELECT (SELECT j.priority FROM jobs j
+            WHERE j.queue = %(queue)s AND j.status = 'waiting' AND j.priority > p.priority
+            ORDER BY j.priority
+            LIMIT 1)
+    FROM priorities p
+    WHERE p.priority IS NOT NULL
+),
+picked AS (
+    SELECT ready.id
+    FROM priorities p
+    CROSS JOIN LATERAL (
+        SELECT j.id
+        FROM jobs j
+        WHERE j.queue = %(queue)s
+          AND j.status = 'waiting'
+          AND j.priority = p.priority
+          AND j.run_at <= now()
+          AND j.type = ANY(%(types)s::text[])
+          AND NOT EXISTS (
+              SELECT 1 FROM queue_pauses q
+              WHERE q.queue = j.queue AND q.tenant_id IN (j.tenant_id, '*'))
+        ORDER BY j.run_at, j.id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ) ready
+    WHERE p.priority IS NOT NULL
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs j
 SET status = 'active',
@@ -171,6 +206,17 @@ RETURNING j.id, j.tenant_id, j.queue, j.type, j.data, j.attempts, j.max_attempts
 -- Finish attempts that succeeded, fenced by their lease tokens: move each to
 -- finished_jobs with its result and write its history row. Returns the ids
 -- finished; an id missing from the answer had lost its lease.
+--
+-- Planner pitfall (decision 0017), shared by every statement that acts on
+-- jobs a worker holds (heartbeat, complete, finish, release, rescue): the
+-- only sane access to `jobs` is the primary key, once per input id.
+-- Migration 0014 took away the index that tempted the planner otherwise: a
+-- partial index WHERE status = 'active' matched these statements' own
+-- `status = 'active'`, and a generic plan made while statistics said almost
+-- nothing was active (a backlog's normal state) scanned that whole index and
+-- re-read the batch for every row: active rows x batch, 17.6 s for one
+-- statement at 1 M delayed rows. tests/integration/test_plans.py reads every
+-- hot plan under force_generic_plan after an ANALYZE at that worst moment.
 WITH input AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[], %(results)s::text[])
         AS t(id, token, result)
@@ -309,7 +355,8 @@ history AS (
 wake AS (
     SELECT pg_notify('queue_service_jobs', queue) FROM (SELECT DISTINCT queue FROM done) q
 )
-SELECT id FROM done, (SELECT count(*) FROM wake) w
+-- The wake-ups run once, as an InitPlan (a subquery in FROM was re-read per row).
+SELECT id FROM done WHERE (SELECT count(*) FROM wake) >= 0
 
 -- name: job_heartbeat_many
 -- Extend the leases a worker still holds; answers which it holds and whether
@@ -358,26 +405,31 @@ history AS (
 wake AS (
     SELECT pg_notify('queue_service_jobs', queue) FROM (SELECT DISTINCT queue FROM done) q
 )
-SELECT id FROM done, (SELECT count(*) FROM wake) w
+-- The wake-ups run once, as an InitPlan (a subquery in FROM was re-read per row).
+SELECT id FROM done WHERE (SELECT count(*) FROM wake) >= 0
 
--- name: job_get
--- One job by id, live or finished or archived, within a tenant (NULL: any).
+-- name: job_get_many
+-- Jobs by id, live or finished or archived, within a tenant (NULL: any): one
+-- primary-key probe per id and table, whatever the number of ids (a batch's
+-- answer is one statement, not one per job). A job is in exactly one table in
+-- any snapshot: every move between them is one transaction.
 SELECT id, tenant_id, queue, type,
        CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
        priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
        run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of
-FROM jobs WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
 UNION ALL
 SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
        idempotency_key, created_by, created_at, run_at, started_at, finished_at,
        last_error, result, request_id, replay_of
-FROM finished_jobs WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
+FROM finished_jobs
+WHERE id = ANY(%(ids)s::uuid[]) AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
 UNION ALL
 SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
        idempotency_key, created_by, created_at, run_at, started_at, finished_at,
        last_error, result, request_id, replay_of
-FROM job_archive WHERE id = %(id)s AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
-LIMIT 1
+FROM job_archive
+WHERE id = ANY(%(ids)s::uuid[]) AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
 
 -- name: job_events_list
 -- A job's history, oldest first.
@@ -666,6 +718,25 @@ SELECT pg_advisory_unlock(%(lock)s)
 -- name: db_now
 -- The database clock.
 SELECT now()
+
+-- name: bench_seed_delayed
+-- The drain benchmark's backlog (--delayed): `rows` waiting jobs of the
+-- benchmark's queue and type, due in a day so no claim of the run may take
+-- them, priorities 1..10 in turn so that every priority's stretch of the
+-- fetch index holds delayed rows ahead of the ready ones. One INSERT ...
+-- SELECT: about a million rows in ~15 s, no round trips.
+INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
+                  lease_seconds, created_by, run_at)
+SELECT gen_random_uuid(), %(tenant)s, %(queue)s, %(type)s, 1 + i %% 10, jsonb_build_object('i', i),
+       3, 3, 30, 'bench-seed', now() + interval '1 day' + make_interval(secs => i / 1000.0)
+FROM generate_series(1, %(rows)s) AS i
+
+-- name: bench_analyze
+-- Fresh statistics for the live and finished tables, taken when the
+-- benchmark wants them (everything waiting, nothing active: the moment a
+-- cached generic plan is most wrong). Needs the tables' owner, not the
+-- engine role.
+ANALYZE jobs, finished_jobs
 
 -- name: bench_window
 -- The benchmark's measure, on the database clock: first pick-up, last
