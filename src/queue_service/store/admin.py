@@ -4,6 +4,7 @@ queue counts and pauses, the DLQ, retention, worker registry, leader lock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -89,10 +90,15 @@ class AdminStore:
     async def get_job(
         self, job_id: UUID, tenant: str | None = None, conn: Conn | None = None
     ) -> Job | None:
+        return (await self.get_jobs([job_id], tenant, conn)).get(job_id)
+
+    async def get_jobs(
+        self, job_ids: Sequence[UUID], tenant: str | None = None, conn: Conn | None = None
+    ) -> dict[UUID, Job]:
+        """The jobs of ``job_ids`` that exist (within ``tenant``), in one statement."""
         async with self.db.connection(conn) as c:
-            cur = await c.execute(Q["job_get"], {"id": job_id, "tenant": tenant})
-            row = await cur.fetchone()
-        return job_from_row(row) if row else None
+            cur = await c.execute(Q["job_get_many"], {"ids": list(job_ids), "tenant": tenant})
+            return {row[0]: job_from_row(row) for row in await cur.fetchall()}
 
     async def job_events(self, job_id: UUID) -> list[JobEvent]:
         async with self.db.connection() as c:

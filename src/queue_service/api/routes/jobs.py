@@ -134,8 +134,8 @@ async def enqueue_batch(body: BatchBody, caller: BatchEnqueuer, state: State) ->
             done = await scope.manager.enqueue_many(
                 [_request(j, caller, traced) for j in body.jobs]
             )
-        jobs = [await scope.store.get_job(d.job_id, caller.tenant_id) for d in done]
-    return BatchOut(jobs=[job_out(j) for j in jobs if j is not None])
+        found = await scope.store.get_jobs([d.job_id for d in done], caller.tenant_id)
+    return BatchOut(jobs=[job_out(found[d.job_id]) for d in done if d.job_id in found])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, summary="A job (users: their own)")
