@@ -57,8 +57,6 @@ class BenchOptions:
     rows: int = 1_000_000  # purge: finished rows seeded past their retention
     delayed: int = 0  # drain: delayed jobs (due in a day) seeded in the bench queue first
     history: int = 0  # drain: finished jobs seeded first
-    fair: bool = False  # drain: the bench queue claims fairly across tenants (decision 0018)
-    tenants: int = 1  # drain: jobs spread round-robin over this many tenants
 
     @property
     def effective_prefetch(self) -> int:
@@ -142,9 +140,7 @@ async def _ours(
     def tune(q: QueueConfig) -> QueueConfig:
         if q.name != "bench":
             return q
-        return replace(
-            q, concurrency=opts.concurrency, prefetch=opts.effective_prefetch, fair=opts.fair
-        )
+        return replace(q, concurrency=opts.concurrency, prefetch=opts.effective_prefetch)
 
     # OTEL_* set: measured with tracing on, as the service would run (decision 0015).
     tracing = setup_tracing(settings.tracing, environment=settings.queue_service_env)
@@ -155,7 +151,7 @@ async def _ours(
                 return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
             if opts.workload == "drain":
                 seeded = await _seed_backlog(rt, opts, progress)
-                for requests in _batches(0, opts.jobs, 1000, opts.tenants):
+                for requests in _batches(0, opts.jobs, 1000):
                     await rt.manager.enqueue_many(requests)
                 if seeded:
                     # The worst moment for the planner: every live row waiting,
@@ -163,8 +159,7 @@ async def _ours(
                     progress("ANALYZE with everything waiting, nothing active")
                     await asyncio.to_thread(analyze_engine_tables, conninfo)
                 progress(f"draining {opts.jobs} jobs")
-                shape = {"fair": opts.fair, "tenants": opts.tenants}
-                return await _drain(rt, opts) | seeded | shape | {"tracing": tracing is not None}
+                return await _drain(rt, opts) | seeded | {"tracing": tracing is not None}
             return await _latency(rt, conninfo, opts, progress)
     finally:
         if tracing is not None:
@@ -191,15 +186,14 @@ async def _seed_backlog(rt: Runtime, opts: BenchOptions, progress: Progress) -> 
     return seeded
 
 
-def _request(i: int, tenants: int = 1) -> EnqueueRequest:
-    tenant = TENANT if tenants == 1 else f"{TENANT}-{i % tenants}"
-    return EnqueueRequest(type=JOB_TYPE, data={"i": i}, tenant_id=tenant, created_by="bench")
+def _request(i: int) -> EnqueueRequest:
+    return EnqueueRequest(type=JOB_TYPE, data={"i": i}, tenant_id=TENANT, created_by="bench")
 
 
-def _batches(lo: int, hi: int, batch: int, tenants: int = 1) -> Iterator[list[EnqueueRequest]]:
+def _batches(lo: int, hi: int, batch: int) -> Iterator[list[EnqueueRequest]]:
     """The requests for jobs ``lo..hi``, ``batch`` at a time."""
     for start in range(lo, hi, batch):
-        yield [_request(i, tenants) for i in range(start, min(hi, start + batch))]
+        yield [_request(i) for i in range(start, min(hi, start + batch))]
 
 
 ROUNDS = 5

@@ -103,12 +103,6 @@ class Settings(BaseSettings):
     queue_service_log_level: Literal["debug", "info", "warning", "error"] = "info"
     queue_service_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     queue_service_dlq_retention_days: int = Field(default=90, ge=1)
-    # Fair tenants (decision 0018): queues whose claims are shared across the
-    # tenants with ready work (comma-separated), and per-queue caps on one
-    # tenant's jobs held by a worker process, JSON {"queue": N} (a cap makes
-    # its queue fair).
-    queue_service_fair_queues: str = ""
-    queue_service_tenant_concurrency: str = ""
 
     # HTTP API (SPEC §6, §10).
     queue_service_host: str = "127.0.0.1"
@@ -207,12 +201,6 @@ class Settings(BaseSettings):
     @classmethod
     def _outbound_limits(cls, value: str) -> str:
         parse_limits(value)  # raises ValueError saying what to fix
-        return value
-
-    @field_validator("queue_service_tenant_concurrency")
-    @classmethod
-    def _tenant_concurrency(cls, value: str) -> str:
-        parse_tenant_concurrency(value)  # raises ValueError saying what to fix
         return value
 
     @field_validator("queue_service_alert_rules")
@@ -395,14 +383,6 @@ class Settings(BaseSettings):
         return _items(self.alert_phone_numbers), _items(self.alert_emails)
 
     @property
-    def fair_queues(self) -> frozenset[str]:
-        return frozenset(_items(self.queue_service_fair_queues))
-
-    @cached_property
-    def tenant_concurrency(self) -> dict[str, int]:
-        return parse_tenant_concurrency(self.queue_service_tenant_concurrency)
-
-    @property
     def processor_paths(self) -> list[str]:
         return [p.strip() for p in self.queue_service_processors.split(",") if p.strip()]
 
@@ -427,29 +407,6 @@ class Settings(BaseSettings):
 
 def _items(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def parse_tenant_concurrency(value: str) -> dict[str, int]:
-    """QUEUE_SERVICE_TENANT_CONCURRENCY: {"queue": N, ...}, N >= 1."""
-    if not value.strip():
-        return {}
-    example = ' (e.g. {"communication": 5})'
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        raise ValueError(
-            "QUEUE_SERVICE_TENANT_CONCURRENCY must be a JSON object of queue name to"
-            " the most jobs of one tenant a worker process runs in it" + example
-        ) from None
-    if not isinstance(parsed, dict):
-        raise ValueError("QUEUE_SERVICE_TENANT_CONCURRENCY must be a JSON object" + example)
-    for queue, cap in parsed.items():
-        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-            raise ValueError(
-                f"QUEUE_SERVICE_TENANT_CONCURRENCY: the cap for queue {queue!r} must be"
-                " a whole number of at least 1" + example
-            )
-    return dict(parsed)
 
 
 def load_settings() -> Settings:

@@ -55,12 +55,6 @@ class QueueRunner:
         self._buffer: deque[Attempt] = deque()
         self._running = 0
         self._owned_by_type: Counter[str] = Counter()  # buffered + running
-        # Fair queues (decision 0018): claims shared across tenants, and at
-        # most tenant_concurrency jobs of one tenant held and running here.
-        self._fair = queue.is_fair
-        self._tenant_cap = queue.tenant_concurrency
-        self._owned_by_tenant: Counter[str] = Counter()  # buffered + running
-        self._running_by_tenant: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._maybe_more = True
         # Bumped by every notify(): a hint that lands while a claim is in
@@ -91,17 +85,16 @@ class QueueRunner:
             if limit > 0 and types and self._maybe_more:
                 hints = self._hints
                 try:
-                    claimed = await self._claim(types, limit)
+                    claimed = await self._store.claim(
+                        self.queue.name, types, limit, self._worker_id
+                    )
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
                     await backoff.wait(log, f"claiming from {self.queue.name}", exc)
                     continue
                 backoff.reset()
-                # A fair claim comes back short when a tenant had less than
-                # its share: claim again at once to fill the leftovers.
-                full = len(claimed) == limit or (self._fair and len(claimed) > 0)
-                self._maybe_more = full or self._hints != hints
+                self._maybe_more = len(claimed) == limit or self._hints != hints
                 for job in claimed:
                     self._hold(job)
                 self._start_ready()
@@ -111,19 +104,6 @@ class QueueRunner:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             except TimeoutError:
                 self._maybe_more = True  # the poll: notifications are only hints
-
-    async def _claim(self, types: list[str], limit: int) -> list[ClaimedJob]:
-        if not self._fair:
-            return await self._store.claim(self.queue.name, types, limit, self._worker_id)
-        cap = self._tenant_cap
-        rooms = (
-            {}
-            if cap is None
-            else {t: max(cap - n, 0) for t, n in self._owned_by_tenant.items() if n > 0}
-        )
-        return await self._store.claim_fair(
-            self.queue.name, types, limit, self._worker_id, cap=cap, rooms=rooms
-        )
 
     def _claim_plan(self) -> tuple[int, list[str]]:
         """How many jobs to claim now, and of which types."""
@@ -147,37 +127,16 @@ class QueueRunner:
         self.held[job.id] = attempt
         self._buffer.append(attempt)
         self._owned_by_type[job.type] += 1
-        self._owned_by_tenant[job.tenant_id] += 1
 
     def _start_ready(self) -> None:
         # While draining, nothing new starts: buffered jobs are released.
-        if self._tenant_cap is not None:
-            self._start_capped(self._tenant_cap)
-            return
-        while self._buffer and self._running < self.queue.concurrency and not self._stopping:
-            self._start(self._buffer.popleft())
-
-    def _start_capped(self, cap: int) -> None:
-        """Start buffered jobs in order, skipping tenants already running
-        ``cap`` jobs here (the claim asks for no more than their room, but a
-        tenant's rows at two priorities may bring one batch past it)."""
-        kept: deque[Attempt] = deque()
         while self._buffer and self._running < self.queue.concurrency and not self._stopping:
             attempt = self._buffer.popleft()
-            if self._running_by_tenant[attempt.job.tenant_id] >= cap:
-                kept.append(attempt)
-                continue
-            self._start(attempt)
-        kept.extend(self._buffer)
-        self._buffer = kept
-
-    def _start(self, attempt: Attempt) -> None:
-        self._running += 1
-        self._running_by_tenant[attempt.job.tenant_id] += 1
-        attempt.task = asyncio.create_task(self._executor.execute(attempt))
-        runner = asyncio.create_task(self._finish(attempt))
-        self._tasks.add(runner)
-        runner.add_done_callback(self._tasks.discard)
+            self._running += 1
+            attempt.task = asyncio.create_task(self._executor.execute(attempt))
+            runner = asyncio.create_task(self._finish(attempt))
+            self._tasks.add(runner)
+            runner.add_done_callback(self._tasks.discard)
 
     async def _finish(self, attempt: Attempt) -> None:
         assert attempt.task is not None
@@ -186,11 +145,6 @@ class QueueRunner:
         finally:
             self._running -= 1
             self._owned_by_type[attempt.job.type] -= 1
-            tenant = attempt.job.tenant_id
-            if self._tenant_cap is not None and self._owned_by_tenant[tenant] >= self._tenant_cap:
-                self._maybe_more = True  # the tenant had no room: its next jobs may wait
-            self._owned_by_tenant[tenant] -= 1
-            self._running_by_tenant[tenant] -= 1
             self._start_ready()
             self._wake.set()
         try:
@@ -204,7 +158,6 @@ class QueueRunner:
         self._buffer.clear()
         for attempt in taken:
             self._owned_by_type[attempt.job.type] -= 1
-            self._owned_by_tenant[attempt.job.tenant_id] -= 1
             self.held.pop(attempt.job.id, None)
         return taken
 
@@ -215,7 +168,6 @@ class QueueRunner:
             return None
         self._buffer.remove(attempt)
         self._owned_by_type[attempt.job.type] -= 1
-        self._owned_by_tenant[attempt.job.tenant_id] -= 1
         del self.held[job_id]
         return attempt
 

@@ -8,7 +8,7 @@ import contextlib
 import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 import structlog
@@ -101,27 +101,6 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def apply_fairness(registry: Registry, settings: Settings) -> None:
-    """Set fair queues and per-tenant caps from the settings (decision 0018);
-    a queue name the registry does not know is a start-up error."""
-    known = {q.name for q in registry.queues}
-    caps = settings.tenant_concurrency
-    for variable, names in (
-        ("QUEUE_SERVICE_FAIR_QUEUES", settings.fair_queues),
-        ("QUEUE_SERVICE_TENANT_CONCURRENCY", caps.keys()),
-    ):
-        for name in sorted(set(names) - known):
-            raise ValueError(
-                f"{variable} names queue {name!r}, which is not configured"
-                f" (queues: {', '.join(sorted(known))})"
-            )
-    for queue in registry.queues:
-        fair = queue.fair or queue.name in settings.fair_queues
-        cap = caps.get(queue.name, queue.tenant_concurrency)
-        if (fair, cap) != (queue.fair, queue.tenant_concurrency):
-            registry.add_queue(replace(queue, fair=fair, tenant_concurrency=cap))
-
-
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -145,7 +124,6 @@ async def open_runtime(
         extra=extra_processors,
         queue_overrides=queue_overrides,
     )
-    apply_fairness(registry, settings)
     await db.open()
     runtime = Runtime(settings, conninfo, db, store, registry, JobManager(store, registry))
     try:

@@ -194,36 +194,6 @@ class JobStore:
             rows = await cur.fetchall()
         return claimed_jobs(rows)
 
-    async def claim_fair(
-        self,
-        queue: str,
-        types: Sequence[str],
-        limit: int,
-        worker_id: str,
-        *,
-        cap: int | None = None,
-        rooms: dict[str, int] | None = None,
-    ) -> list[ClaimedJob]:
-        """Claim up to ``limit`` runnable jobs shared across the tenants with
-        ready work; ``rooms`` is each listed tenant's room under ``cap``
-        (tenants not listed have the whole cap; no cap, no limit)."""
-        rooms = rooms or {}
-        async with self.db.connection() as c:
-            cur = await c.execute(
-                Q["job_claim_fair"],
-                {
-                    "queue": queue,
-                    "types": list(types),
-                    "limit": limit,
-                    "worker": worker_id,
-                    "cap": cap,
-                    "tenants": list(rooms),
-                    "rooms": list(rooms.values()),
-                },
-            )
-            rows = await cur.fetchall()
-        return claimed_jobs(rows)
-
     async def complete_many(
         self, items: Sequence[tuple[UUID, int, Any]], conn: Conn | None = None
     ) -> set[UUID]:
