@@ -6,7 +6,6 @@ Values are validated at start-up with messages that say how to fix them.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -21,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from queue_service.core.alerts import AlertRule, parse_alert_rules
 from queue_service.core.base58 import is_solana_address
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, parse_limits
+from queue_service.core.config_text import suggestion
 from queue_service.core.tracing_config import TracingConfig, tracing_config
 
 _SECRET_NAMES = (
@@ -214,8 +214,7 @@ class Settings(BaseSettings):
     def _ready_optional(cls, value: str) -> str:
         for kind in _items(value):
             if kind not in PROVIDER_KINDS:
-                close = difflib.get_close_matches(kind, PROVIDER_KINDS, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = suggestion(kind, PROVIDER_KINDS)
                 raise ValueError(
                     f"QUEUE_SERVICE_READY_OPTIONAL_PROVIDERS: unknown provider kind {kind!r}"
                     f" (one of {', '.join(PROVIDER_KINDS)}){hint}"

@@ -4,11 +4,10 @@ severity, channels and cooldown, and the JSON overrides that configure them
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
-import orjson
+from queue_service.core.config_text import json_object, suggestion
 
 Severity = Literal["critical", "warning", "info"]
 Channel = Literal["log", "sms", "call", "email"]
@@ -124,20 +123,15 @@ def parse_alert_rules(text: str) -> dict[str, AlertRule]:
     rules = dict(DEFAULT_RULES)
     if not text.strip():
         return rules
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{SETTING} is not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ValueError(
-            f'{SETTING} must be a JSON object of rule names, e.g. {{"money_queue_depth":'
-            ' {"threshold": 100}}'
-        )
+    value = json_object(
+        text,
+        SETTING,
+        'a JSON object of rule names, e.g. {"money_queue_depth": {"threshold": 100}}',
+    )
     for name, fields in value.items():
         if name not in DEFAULT_RULES:
-            close = difflib.get_close_matches(name, DEFAULT_RULES, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"rules: {', '.join(DEFAULT_RULES)}"
-            raise ValueError(f"{SETTING}: unknown rule {name!r}; {hint}")
+            hint = suggestion(name, DEFAULT_RULES, otherwise=f"rules: {', '.join(DEFAULT_RULES)}")
+            raise ValueError(f"{SETTING}: unknown rule {name!r}{hint}")
         rules[name] = _override(DEFAULT_RULES[name], fields)
     return rules
 
@@ -149,9 +143,8 @@ def _override(rule: AlertRule, fields: Any) -> AlertRule:
     changes: dict[str, Any] = {}
     for key, value in fields.items():
         if key not in _FIELDS:
-            close = difflib.get_close_matches(key, _FIELDS, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"fields: {', '.join(_FIELDS)}"
-            raise ValueError(f"{where}: unknown field {key!r}; {hint}")
+            hint = suggestion(key, _FIELDS, otherwise=f"fields: {', '.join(_FIELDS)}")
+            raise ValueError(f"{where}: unknown field {key!r}{hint}")
         changes[key] = _field(where, rule, key, value)
     return replace(rule, **changes)
 
@@ -170,9 +163,8 @@ def _field(where: str, rule: AlertRule, key: str, value: Any) -> Any:
             raise ValueError(f"{where}: channels is a non-empty list of {', '.join(CHANNELS)}")
         for channel in value:
             if channel not in CHANNELS:
-                close = difflib.get_close_matches(str(channel), CHANNELS, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"one of {', '.join(CHANNELS)}"
-                raise ValueError(f"{where}: unknown channel {channel!r}; {hint}")
+                hint = suggestion(str(channel), CHANNELS, otherwise=f"one of {', '.join(CHANNELS)}")
+                raise ValueError(f"{where}: unknown channel {channel!r}{hint}")
         return tuple(dict.fromkeys(value))
     if key == "enabled":
         if not isinstance(value, bool):

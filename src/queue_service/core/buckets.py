@@ -6,13 +6,12 @@ database clock (its ``outbound_refilled`` function mirrors ``refilled``).
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from queue_service.core.config_text import json_object, suggestion
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +111,11 @@ def parse_limits(text: str) -> dict[str, BucketLimits]:
     limits = dict(DEFAULT_LIMITS)
     if not text.strip():
         return limits
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"{_SETTING} is not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ValueError(
-            f'{_SETTING} must be a JSON object, e.g. {{"stripe": {{"size": 25, '
-            '"refill_per_second": 5, "max_in_flight": 10}}'
-        )
+    value = json_object(
+        text,
+        _SETTING,
+        'a JSON object, e.g. {"stripe": {"size": 25, "refill_per_second": 5, "max_in_flight": 10}}',
+    )
     for service, fields in value.items():
         limits[service] = _one_service(service, fields)
     return limits
@@ -136,8 +131,7 @@ def _one_service(service: str, fields: Any) -> BucketLimits:
         raise ValueError(f"{where} must be an object with {', '.join(_FIELDS)}")
     for name in fields:
         if name not in _FIELDS:
-            close = difflib.get_close_matches(name, _FIELDS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(_FIELDS)}"
+            hint = suggestion(name, _FIELDS, otherwise=f"known: {', '.join(_FIELDS)}")
             raise ValueError(f"{where}: unknown field {name!r}{hint}")
     base = DEFAULT_LIMITS.get(service)
     if base is None and set(fields) != set(_FIELDS):

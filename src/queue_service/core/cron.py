@@ -4,7 +4,6 @@ zone, its ticks, and the plan of one leader pass over a due schedule
 
 from __future__ import annotations
 
-import difflib
 import enum
 import zoneinfo
 from collections.abc import Iterator
@@ -14,6 +13,8 @@ from functools import cache
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
+
+from queue_service.core.config_text import suggestion
 
 CRON_HINT = (
     "a cron expression has 5 fields: minute hour day-of-month month day-of-week,"
@@ -56,8 +57,7 @@ def load_zone(name: str) -> ZoneInfo:
             raise ValueError(name)
         return ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        close = difflib.get_close_matches(name, _zone_names(), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = suggestion(name, _zone_names())
         raise CronError(
             f"unknown time zone {name!r}: give an IANA name such as 'UTC' or 'Europe/Paris'{hint}"
         ) from None

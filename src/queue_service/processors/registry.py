@@ -10,13 +10,13 @@ the same registry without building any.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
 from queue_service.core.catalog import SPEC_QUEUES, QueueConfig
+from queue_service.core.config_text import suggestion
 from queue_service.errors import QueueServiceError, UnknownJobTypeError
 from queue_service.processors.base import Processor
 
@@ -105,8 +105,7 @@ class Registry:
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return suggestion(name, known)
 
 
 def import_path(path: str) -> object:

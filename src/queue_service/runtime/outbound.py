@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import difflib
 import random
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 import structlog
 
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, seconds_until_token
+from queue_service.core.config_text import suggestion
 from queue_service.core.retry import JitterSource
 from queue_service.errors import PermanentError, RetryableError, Snooze
 from queue_service.store.outbound import Acquired, OutboundState, OutboundStore
@@ -105,8 +105,7 @@ class SharedGate:
 
     async def _acquire(self, service: str, holder: str, lease: uuid.UUID) -> Acquired:
         if service not in self.limits:
-            close = difflib.get_close_matches(service, self.limits, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = suggestion(service, self.limits)
             raise PermanentError(
                 f"no outbound limit for service {service!r}{hint} "
                 f"(known: {', '.join(sorted(self.limits))}; "
