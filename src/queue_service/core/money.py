@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 
 # ISO 4217 active codes (list one, 2024), by the number of minor-unit digits.
-# Funds codes (BOV, CHE, ...) are included; precious metals and testing codes
-# (XAU, XTS, XXX, ...) are not currencies anyone pays a ticket in.
+# Funds codes (BOV, CHE, ...) are included; precious metals (XAU, XAG, ...),
+# the testing code XTS and the "no currency" code are left out: nobody pays
+# for a ticket in them.
 _ZERO = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE = "BHD IQD JOD KWD LYD OMR TND"
 _FOUR = "CLF UYW"
