@@ -58,13 +58,28 @@ async def _enqueue(settings: Settings, conninfo: str, jobs: int) -> None:
             await rt.manager.enqueue_many([_request(i) for i in range(lo, min(jobs, lo + 500))])
 
 
-async def _progress_of(settings: Settings, conninfo: str) -> tuple[int, int]:
-    """(payments finished, of which completed) on the database's truth."""
+async def _wait_for_all(
+    settings: Settings,
+    conninfo: str,
+    jobs: int,
+    procs: list[subprocess.Popen[bytes]],
+    deadline: float,
+    log_dir: Path,
+) -> None:
+    """Until every payment has finished, on the database's truth (one pool for
+    the whole wait); an error if a worker died or the time ran out."""
     async with open_runtime(settings, conninfo, pool_size=2) as rt:
-        counts = (await rt.store.queue_counts(TENANT)).get("money")
-    if counts is None:
-        return 0, 0
-    return counts.completed + counts.failed + counts.cancelled, counts.completed
+        while True:
+            counts = (await rt.store.queue_counts(TENANT)).get("money")
+            finished = 0 if counts is None else counts.completed + counts.failed + counts.cancelled
+            if finished >= jobs:
+                return
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(
+                    f"{finished} of {jobs} payments finished before the workers stopped or"
+                    f" the time ran out; see {log_dir}"
+                )
+            await asyncio.sleep(0.5)
 
 
 async def _window(settings: Settings, conninfo: str) -> tuple[float, int, int]:
@@ -122,16 +137,7 @@ def run_payments(
         procs = _workers(conninfo, stripe.url, log_dir)
         # Long enough for the bucket to pass every job twice over.
         deadline = time.monotonic() + 60 + 2 * jobs / limits.refill_per_second
-        while True:
-            finished, _ = asyncio.run(_progress_of(settings, conninfo))
-            if finished >= jobs:
-                break
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise RuntimeError(
-                    f"{finished} of {jobs} payments finished before the workers stopped or"
-                    f" the time ran out; see {log_dir}"
-                )
-            time.sleep(0.5)
+        asyncio.run(_wait_for_all(settings, conninfo, jobs, procs, deadline, log_dir))
     finally:
         for proc in procs:
             proc.terminate()
