@@ -43,12 +43,14 @@ class Endpoint:
 MATRIX = [
     Endpoint("POST", "/jobs", USERS | {"service"}, ECHO),
     Endpoint("GET", f"/jobs/{SOME_ID}", USERS),
+    Endpoint("GET", f"/jobs/{SOME_ID}/events", USERS),
     Endpoint("POST", f"/jobs/{SOME_ID}/retry", ADMIN),
     Endpoint("DELETE", f"/jobs/{SOME_ID}", frozenset({"admin", "venue_admin"})),
     Endpoint("POST", "/jobs/batch", frozenset({"admin", "service"}), {"jobs": [ECHO]}),
     Endpoint("GET", "/queues", USERS),
     Endpoint("GET", "/queues/test/status", USERS),
     Endpoint("GET", "/queues/test/jobs?status=waiting&limit=5", ADMIN),
+    Endpoint("GET", "/queues/test/jobs/search?q=test.echo", ADMIN),
     Endpoint("POST", "/queues/test/pause", ADMIN),
     Endpoint("POST", "/queues/test/resume", ADMIN),
     Endpoint("POST", "/queues/test/clear", ADMIN),
@@ -131,6 +133,7 @@ FIXED_SEGMENTS = frozenset(
         "stop",
         "schedules",
         *("alerts", "acknowledge"),
+        *("events", "search"),
     }
 )
 

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from queue_service.api import dashboard
 from queue_service.api.bodylimit import BodyLimitMiddleware
 from queue_service.api.problems import install_problem_handlers
 from queue_service.api.requestid import RequestIdMiddleware
@@ -57,6 +58,8 @@ def create_app(state: ApiState) -> FastAPI:
     )
     for router in routers:
         app.include_router(router)
+    # The operators' pages (not in the OpenAPI document): /dashboard.
+    app.include_router(dashboard.router)
     # Added last = outermost: every response, a 413 included, gets its id.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)

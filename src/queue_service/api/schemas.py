@@ -183,3 +183,22 @@ class StopBody(Strict):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
+
+
+class JobEventOut(BaseModel):
+    """One entry of a job's history (enqueued, started, retried, failed...)."""
+
+    event: str
+    attempt: int
+    worker_id: str | None
+    started_at: datetime | None
+    at: datetime
+    error: str | None
+
+
+class JobEventList(BaseModel):
+    items: list[JobEventOut]
+    trace_id: str | None = Field(
+        default=None,
+        description="The W3C trace id the job was enqueued under (tracing on), else null",
+    )

@@ -8,6 +8,7 @@ signatures read as types: ``caller: Admin``, ``scope: ...``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Response
@@ -73,27 +74,52 @@ async def authenticate(request: Request, state: ApiState) -> Principal:
     return state.jwt.verify(token.strip())
 
 
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """Who may call an operation and which rate-limit group it counts in.
+
+    Each guarded route declares one (through :func:`allow`); the dashboard
+    reads the same guard off the route's handler before calling it, so a
+    page and the API endpoint behind it admit the same callers.
+    """
+
+    roles: tuple[Role, ...]
+    service: bool
+    group: Group
+
+    def admit(self, caller: Principal) -> None:
+        """Raise Problem(403) unless ``caller`` may call the operation."""
+        if caller.is_service:
+            if not self.service:
+                raise Problem(403, "platform services may not call this endpoint")
+        elif not caller.has_any_role(*self.roles):
+            raise Problem(403, f"this needs one of the roles {', '.join(self.roles)}")
+
+    async def count(self, state: ApiState, caller: Principal, response: Response) -> None:
+        """Count one call against the tenant's and the caller's limits (429 when over)."""
+        await _count(state, caller, self.group, response)
+
+
 def allow(
     *roles: Role, service: bool = False, group: Group = "read"
 ) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting these roles (and services if ``service``),
     counting the request against the tenant's and the user's limits."""
+    guard = Guard(roles, service, group)
 
     async def check(request: Request, response: Response) -> Principal:
         state: ApiState = request.app.state.api
         caller = await authenticate(request, state)
-        if caller.is_service:
-            if not service:
-                raise Problem(403, "platform services may not call this endpoint")
-        elif not caller.has_any_role(*roles):
-            raise Problem(403, f"this needs one of the roles {', '.join(roles)}")
-        await _count(state, caller, group, response)
+        guard.admit(caller)
+        await guard.count(state, caller, response)
         return caller
 
     # Read by the app's OpenAPI builder: which schemes this guard accepts.
     check.openapi_security = [{"BearerJWT": []}] + (  # type: ignore[attr-defined]
         [{"ServiceHMAC": []}] if service else []
     )
+    # Read by the dashboard (api/dashboard/calls.py): the same rules for its pages.
+    check.guard = guard  # type: ignore[attr-defined]
     return check
 
 

@@ -47,6 +47,14 @@ def job_parent(trace_context: Mapping[str, str] | None) -> Context:
     return JOB_PROPAGATOR.extract(trace_context)
 
 
+def trace_id_of(trace_context: Mapping[str, str] | None) -> str | None:
+    """The 32-hex-digit trace id of a stored W3C context (None if none or invalid)."""
+    if not trace_context:
+        return None
+    span = trace.get_current_span(JOB_PROPAGATOR.extract(trace_context)).get_span_context()
+    return format(span.trace_id, "032x") if span.is_valid else None
+
+
 @dataclass
 class Tracing:
     """The tracer provider of a process with tracing on, and what it patched."""

@@ -147,6 +147,22 @@ class AdminStore:
             cur = await c.execute(query, params)
             return [job_from_row(row) for row in await cur.fetchall()]
 
+    async def search_jobs(self, queue: str, tenant: str, term: str, limit: int) -> list[Job]:
+        """A tenant's jobs in ``queue`` whose type or idempotency key is ``term``,
+        live first then finished, each side newest first (at most ``limit`` each)."""
+        async with self.db.connection() as c:
+            cur = await c.execute(
+                Q["job_search"], {"queue": queue, "tenant": tenant, "term": term, "limit": limit}
+            )
+            return [job_from_row(row) for row in await cur.fetchall()]
+
+    async def job_trace_context(self, job_id: UUID, tenant: str) -> dict[str, str] | None:
+        """The trace context stored with a live or finished job (None if untraced)."""
+        async with self.db.connection() as c:
+            cur = await c.execute(Q["job_trace_context"], {"id": job_id, "tenant": tenant})
+            row = await cur.fetchone()
+            return row[0] if row and isinstance(row[0], dict) else None
+
     async def queue_counts(self, tenant: str | None = None) -> dict[str, QueueCounts]:
         async with self.db.connection() as c:
             cur = await c.execute(Q["queue_counts"], {"tenant": tenant})

@@ -11,7 +11,14 @@ from fastapi import APIRouter, Response
 from queue_service.api.auth.principal import Principal
 from queue_service.api.problems import ERROR_RESPONSES, Problem
 from queue_service.api.requestid import current_request_id
-from queue_service.api.schemas import BatchBody, BatchOut, EnqueueBody, JobOut
+from queue_service.api.schemas import (
+    BatchBody,
+    BatchOut,
+    EnqueueBody,
+    JobEventList,
+    JobEventOut,
+    JobOut,
+)
 from queue_service.api.security import (
     Admin,
     AnyRole,
@@ -23,7 +30,7 @@ from queue_service.api.security import (
 )
 from queue_service.api.state import Scope
 from queue_service.core.jobs import Job
-from queue_service.observability.tracing import current_trace_context
+from queue_service.observability.tracing import current_trace_context, trace_id_of
 from queue_service.processors.registry import UnknownQueueError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.store import Store
@@ -142,6 +149,22 @@ async def enqueue_batch(body: BatchBody, caller: BatchEnqueuer, state: State) ->
 async def get_job(job_id: UUID, caller: AnyRole, state: State) -> JobOut:
     async with state.scope(caller) as scope:
         return job_out(await visible_job(scope, job_id))
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_model=JobEventList,
+    summary="A job's history, oldest first (users: their own jobs)",
+)
+async def job_events(job_id: UUID, caller: AnyRole, state: State) -> JobEventList:
+    async with state.scope(caller) as scope:
+        await visible_job(scope, job_id)
+        events = await scope.store.job_events(job_id)
+        traced = await scope.store.job_trace_context(job_id, caller.tenant_id)
+    return JobEventList(
+        items=[JobEventOut.model_validate(e, from_attributes=True) for e in events],
+        trace_id=trace_id_of(traced),
+    )
 
 
 @router.post(

@@ -132,6 +132,24 @@ async def list_jobs(
     )
 
 
+@router.get(
+    "/queues/{name}/jobs/search",
+    response_model=JobList,
+    summary="Jobs of a queue whose type or idempotency key is q (live, then finished)",
+)
+async def search_jobs(
+    name: str,
+    caller: Admin,
+    state: State,
+    q: Annotated[str, Query(min_length=1, max_length=255)],
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> JobList:
+    _known(state, name)
+    async with state.scope(caller) as scope:
+        found = await scope.store.search_jobs(name, caller.tenant_id, q, limit)
+    return JobList(items=[job_out(j) for j in found[:limit]], next_cursor=None)
+
+
 @router.post(
     "/queues/{name}/pause",
     response_model=QueueOut,

@@ -1,0 +1,35 @@
+-- Operators' look-ups: the dashboard's search box and job page (through the API
+-- handlers GET /queues/{name}/jobs/search and GET /jobs/{id}/events).
+
+-- name: job_search
+-- A tenant's jobs in a queue whose type or idempotency key equals the term,
+-- live and finished, newest first, whole rows in job_get's column order. Not
+-- a hot path: the live side reads the (small) unfinished jobs of the queue;
+-- the finished side walks the tenant's and queue's range of
+-- finished_jobs_listing_idx newest first and stops at the limit.
+(SELECT id, tenant_id, queue, type,
+        CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
+        priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
+        run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of
+ FROM jobs
+ WHERE queue = %(queue)s AND tenant_id = %(tenant)s
+   AND (type = %(term)s OR idempotency_key = %(term)s)
+ ORDER BY created_at DESC, id DESC
+ LIMIT %(limit)s)
+UNION ALL
+(SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
+        idempotency_key, created_by, created_at, run_at, started_at, finished_at,
+        last_error, result, request_id, replay_of
+ FROM finished_jobs
+ WHERE tenant_id = %(tenant)s AND queue = %(queue)s
+   AND (type = %(term)s OR idempotency_key = %(term)s)
+ ORDER BY finished_at DESC, id DESC
+ LIMIT %(limit)s)
+
+-- name: job_trace_context
+-- The W3C context a job was enqueued under (set only when tracing was on),
+-- live or finished, within a tenant: the job page's trace id.
+SELECT trace_context FROM jobs WHERE id = %(id)s AND tenant_id = %(tenant)s
+UNION ALL
+SELECT trace_context FROM finished_jobs WHERE id = %(id)s AND tenant_id = %(tenant)s
+LIMIT 1
