@@ -37,8 +37,8 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
 
   serve [args]   install the project (locked deps) into .venv, run `queue-service serve args`
                  (QUEUE_SERVICE_ENV defaults to development: embedded database, generated keys)
-  test [args]    install with dev extras (and Debian's pgbouncer when missing, as root or
-                 with sudo), run `python -m pytest args`
+  test [args]    install with dev extras (and Debian's pgbouncer and chromium when missing,
+                 as root or with sudo), run `python -m pytest args`
   check          install with dev extras, run ruff check, ruff format --check, mypy, pytest
   lock           regenerate requirements.lock from pyproject.toml in a fresh venv
 """
@@ -164,6 +164,42 @@ def services_not_started(root: list[str]) -> Iterator[None]:
         subprocess.call([*root, "rm", "-f", str(POLICY_RC_D)])  # noqa: S603
 
 
+def _root_prefix() -> list[str] | None:
+    """How to run apt-get as root here: directly, with sudo -n, or not at all (None)."""
+    if os.geteuid() == 0:
+        return []
+    if (
+        shutil.which("sudo")
+        and subprocess.call(
+            ["sudo", "-n", "true"],  # noqa: S607
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        == 0
+    ):
+        return ["sudo", "-n"]
+    return None
+
+
+def _apt_install(root: list[str], package: str, purpose: str) -> bool:
+    """apt-get install one Debian package (updating the lists first if apt does not
+    know it), with no service started; False (having said why) if it failed."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    if not _apt_knows(package):
+        say(f"apt-get update (the {package} package is not in the package lists)")
+        subprocess.call([*root, "apt-get", "update", "-q"], env=env)  # noqa: S603
+    say(f"installing Debian's {package} for {purpose} (no packaged service is started)")
+    with services_not_started(root):
+        code = subprocess.call(  # noqa: S603
+            [*root, "apt-get", "install", "-y", "-q", "--no-install-recommends", package],
+            env=env,
+        )
+    if code != 0:
+        say(f"apt-get install {package} failed (exit {code}): {purpose} will be skipped")
+        return False
+    return True
+
+
 def ensure_pgbouncer() -> None:
     """Install Debian's pgbouncer for the PgBouncer tests when it is missing.
 
@@ -179,33 +215,11 @@ def ensure_pgbouncer() -> None:
             "the PgBouncer tests will be skipped"
         )
         return
-    if os.geteuid() == 0:
-        root: list[str] = []
-    elif (
-        shutil.which("sudo")
-        and subprocess.call(
-            ["sudo", "-n", "true"],  # noqa: S607
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        == 0
-    ):
-        root = ["sudo", "-n"]
-    else:
+    root = _root_prefix()
+    if root is None:
         say(PGBOUNCER_MISSING)
         return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    if not _apt_knows(PGBOUNCER_PACKAGE):
-        say("apt-get update (the pgbouncer package is not in the package lists)")
-        subprocess.call([*root, "apt-get", "update", "-q"], env=env)  # noqa: S603
-    say("installing Debian's pgbouncer for the PgBouncer tests (its service is not started)")
-    with services_not_started(root):
-        code = subprocess.call(  # noqa: S603
-            [*root, "apt-get", "install", "-y", "-q", "--no-install-recommends", PGBOUNCER_PACKAGE],
-            env=env,
-        )
-    if code != 0:
-        say(f"apt-get install pgbouncer failed (exit {code}): the PgBouncer tests will be skipped")
+    if not _apt_install(root, PGBOUNCER_PACKAGE, "the PgBouncer tests"):
         return
     # Belt and braces: the tests never use the packaged service (port 6432).
     for command in (
@@ -216,6 +230,29 @@ def ensure_pgbouncer() -> None:
             subprocess.call(  # noqa: S603
                 [*root, *command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_MISSING = (
+    "chromium is not installed and cannot be installed here (needs apt-get, and root or "
+    "sudo): the dashboard's browser tests will be skipped; install it with "
+    "`sudo apt-get install -y --no-install-recommends chromium`"
+)
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium for the dashboard's browser tests when it is missing.
+
+    Playwright drives this browser (executable_path); `playwright install` and its
+    downloaded browsers are never used.
+    """
+    if CHROMIUM.exists():
+        return
+    root = _root_prefix() if shutil.which("apt-get") else None
+    if root is None:
+        say(CHROMIUM_MISSING)
+        return
+    _apt_install(root, "chromium", "the dashboard's browser tests")
 
 
 def run_replacing_this_process(argv: Sequence[str]) -> None:
@@ -304,11 +341,13 @@ def main(argv: Sequence[str]) -> int:
     elif command == "test":
         ensure_installed(dev=True)
         ensure_pgbouncer()
+        ensure_chromium()
         python = str(venv_exe("python"))
         run_replacing_this_process([python, "-m", "pytest", *args])
     elif command == "check" and not args:
         ensure_installed(dev=True)
         ensure_pgbouncer()
+        ensure_chromium()
         return check()
     elif command == "lock" and not args:
         return lock()

@@ -381,12 +381,18 @@ def summary_table(orders: list[Order], tally: Tally, seconds: float) -> Table:
 
 
 async def _run(
-    base_url: str, token: str, orders: list[Order], console: Console, within_seconds: float
+    base_url: str,
+    token: str,
+    orders: list[Order],
+    console: Console,
+    within_seconds: float,
+    sign_in: str,
 ) -> Tally:
     client = DemoClient(base_url, token)
     try:
         with console.status("waiting for the service to be ready"):
             await client.wait_ready(90)
+        console.print(f"dashboard: {base_url}/dashboard/ ({sign_in})")
         tally, seconds = await run_flow(client, orders, console, within_seconds)
         console.print(summary_table(orders, tally, seconds))
         return tally
@@ -413,8 +419,12 @@ def run_demo(
 
     if url is None:
         with local_service(console) as (base_url, secret):
+            local = (
+                f"while the demo runs; 'Sign in as a local admin' of tenant {TENANT!r} "
+                "shows its jobs"
+            )
             return asyncio.run(
-                _run(base_url, token_for(secret, None, None), plan, console, timeout)
+                _run(base_url, token_for(secret, None, None), plan, console, timeout, local)
             )
     if settings.jwt_secret is not None:
         secret = settings.jwt_secret.get_secret_value()
@@ -426,4 +436,5 @@ def run_demo(
             " or QUEUE_SERVICE_ENV=development to use the development key of this data directory"
         )
     token = token_for(secret, settings.jwt_issuer, settings.jwt_audience)
-    return asyncio.run(_run(url.rstrip("/"), token, plan, console, timeout))
+    remote = f"sign in with a JWT of tenant {TENANT!r}, e.g. from `queue-service token`"
+    return asyncio.run(_run(url.rstrip("/"), token, plan, console, timeout, remote))

@@ -58,6 +58,7 @@ def test_the_demo_starts_its_own_service_and_shows_the_order_flow_completing() -
     done = demo("--orders", "5")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "started a local service" in done.stdout
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/dashboard/", done.stdout)
     expect_complete_flow(done.stdout, 5)
 
 

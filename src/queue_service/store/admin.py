@@ -18,6 +18,9 @@ _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 _MIN_UUID = UUID(int=0)
 _MAX_UUID = UUID(int=(1 << 128) - 1)
+# The operators' search reads this many newest jobs of each finished status
+# at most (store/sql/lookups.sql, decision 0025).
+SEARCH_WINDOW = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +150,15 @@ class AdminStore:
             cur = await c.execute(query, params)
             return [job_from_row(row) for row in await cur.fetchall()]
 
-    async def search_jobs(self, queue: str, tenant: str, term: str, limit: int) -> list[Job]:
+    async def search_jobs(
+        self, queue: str, tenant: str, term: str, limit: int, window: int = SEARCH_WINDOW
+    ) -> list[Job]:
         """A tenant's jobs in ``queue`` whose type or idempotency key is ``term``,
-        live first then finished, each side newest first (at most ``limit`` each)."""
+        live first then finished, each side newest first (at most ``limit`` each);
+        finished ones among the newest ``window`` of each finished status."""
+        params = {"queue": queue, "tenant": tenant, "term": term, "limit": limit}
         async with self.db.connection() as c:
-            cur = await c.execute(
-                Q["job_search"], {"queue": queue, "tenant": tenant, "term": term, "limit": limit}
-            )
+            cur = await c.execute(Q["job_search"], {**params, "window": window})
             return [job_from_row(row) for row in await cur.fetchall()]
 
     async def job_trace_context(self, job_id: UUID, tenant: str) -> dict[str, str] | None:

@@ -7,12 +7,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import orjson
 
 from queue_service.observability.redaction import redact_mapping, redact_value
+
+if TYPE_CHECKING:
+    import jinja2
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -22,6 +24,10 @@ SPARK_HEIGHT = 24
 
 @cache
 def environment() -> jinja2.Environment:
+    """Built on the first page: a process that never serves one never imports Jinja2
+    (measured: ~0.1-0.3 s of start-up, decision 0025)."""
+    import jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,

@@ -3,10 +3,12 @@
 
 -- name: job_search
 -- A tenant's jobs in a queue whose type or idempotency key equals the term,
--- live and finished, newest first, whole rows in job_get's column order. Not
--- a hot path: the live side reads the (small) unfinished jobs of the queue;
--- the finished side walks the tenant's and queue's range of
--- finished_jobs_listing_idx newest first and stops at the limit.
+-- live ones newest first, then finished ones newest first, whole rows in
+-- job_get's column order. Not a hot path, but bounded: the finished side
+-- looks at the newest `window` jobs of each finished status only (three
+-- ordered walks of finished_jobs_listing_idx), so a term that matches
+-- nothing costs the same with 200 or 2 M finished jobs; older ones are found
+-- by id. The live side filters the queue's unfinished jobs.
 (SELECT id, tenant_id, queue, type,
         CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
         priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
@@ -20,9 +22,18 @@ UNION ALL
 (SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
         idempotency_key, created_by, created_at, run_at, started_at, finished_at,
         last_error, result, request_id, replay_of
- FROM finished_jobs
- WHERE tenant_id = %(tenant)s AND queue = %(queue)s
-   AND (type = %(term)s OR idempotency_key = %(term)s)
+ FROM ((SELECT * FROM finished_jobs
+        WHERE tenant_id = %(tenant)s AND queue = %(queue)s AND status = 'completed'
+        ORDER BY finished_at DESC, id DESC LIMIT %(window)s)
+       UNION ALL
+       (SELECT * FROM finished_jobs
+        WHERE tenant_id = %(tenant)s AND queue = %(queue)s AND status = 'failed'
+        ORDER BY finished_at DESC, id DESC LIMIT %(window)s)
+       UNION ALL
+       (SELECT * FROM finished_jobs
+        WHERE tenant_id = %(tenant)s AND queue = %(queue)s AND status = 'cancelled'
+        ORDER BY finished_at DESC, id DESC LIMIT %(window)s)) AS recent
+ WHERE type = %(term)s OR idempotency_key = %(term)s
  ORDER BY finished_at DESC, id DESC
  LIMIT %(limit)s)
 
