@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import threading
 from collections.abc import Coroutine, Iterator
@@ -225,6 +226,21 @@ def sign_in(page: Any, jwt: str) -> None:
     page.wait_for_url("**/dashboard/")
 
 
+UNLABELLED = """
+() => [...document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button, a[href], svg[role=img]')]
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.textContent.trim())
+  .map(e => e.outerHTML.slice(0, 120))
+"""
+
+
+def shoot(page: Any, path: Path) -> None:
+    """Save a screenshot, having checked every control and link has an accessible name."""
+    assert page.evaluate(UNLABELLED) == [], page.url
+    page.screenshot(path=path, full_page=True)
+
+
 def enqueue(api: httpx.Client, jwt: str, body: dict[str, Any]) -> dict[str, Any]:
     response = api.post("/jobs", json=body, headers={"Authorization": f"Bearer {jwt}"})
     assert response.status_code == 201, response.text
@@ -286,7 +302,7 @@ def test_signing_in_shows_the_counts_the_api_reports(
     assert expected["counts"]["delayed"] >= 1
     row = page.locator('tr[data-queue="test"]')
     assert row.locator("svg polyline").count() == 2  # throughput and failure rate
-    page.screenshot(path=shots / "overview.png", full_page=True)
+    shoot(page, shots / "overview.png")
     if os.environ.get("DASHBOARD_UPDATE_DOCS") == "1":
         box = page.locator("main").bounding_box()
         assert box is not None
@@ -301,13 +317,17 @@ def test_signing_in_shows_the_counts_the_api_reports(
         str(expected["counts"]["delayed"] + 1), timeout=10_000
     )
     # Readable on a phone: nothing wider than the screen but the tables' own scroll.
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
     page.set_viewport_size({"width": 390, "height": 844})
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    page.screenshot(path=shots / "overview-phone.png", full_page=True)
+    shoot(page, shots / "overview-phone.png")
 
 
-def test_one_click_development_sign_in_makes_a_local_admin(page: Any) -> None:
+def test_one_click_development_sign_in_makes_a_local_admin(page: Any, shots: Path) -> None:
     page.goto("/dashboard/sign-in")
+    shoot(page, shots / "sign-in.png")
     page.get_by_role("button", name="Sign in as a local admin").click()
     page.wait_for_url("**/dashboard/")
     assert "dashboard-dev" in page.locator(".who").inner_text()
@@ -321,7 +341,7 @@ def test_an_admin_pauses_and_resumes_a_queue(page: Any, api: httpx.Client, shots
     page.get_by_role("button", name="Pause").click()
     sync_api.expect(page.get_by_role("status")).to_have_text("Queue paused.")
     assert next(q for q in api_get(api, "/queues")["items"] if q["name"] == "test")["paused"]
-    page.screenshot(path=shots / "queue.png", full_page=True)
+    shoot(page, shots / "queue.png")
     page.get_by_role("button", name="Resume").click()
     sync_api.expect(page.get_by_role("status")).to_have_text("Queue resumed.")
     assert not next(q for q in api_get(api, "/queues")["items"] if q["name"] == "test")["paused"]
@@ -360,13 +380,13 @@ def test_a_dead_letter_replayed_from_the_dlq_page_completes(
     page.get_by_role("button", name="Filter").click()
     page.get_by_role("button", name="Count matches (dry run)").click()
     sync_api.expect(page.locator("#bulk-result")).to_contain_text("1 dead letter would")
-    page.screenshot(path=shots / "dlq.png", full_page=True)
+    shoot(page, shots / "dlq.png")
     GATE["open"] = True
     page.get_by_role("button", name="Replay dead letter").click()
     # The new job's page follows it live until it completes.
     sync_api.expect(page.locator("#job-status")).to_have_text("completed", timeout=15_000)
     sync_api.expect(page.locator("#job-live")).to_contain_text("paid")
-    page.screenshot(path=shots / "job.png", full_page=True)
+    shoot(page, shots / "job.png")
 
 
 def test_an_operator_acknowledges_an_alert(
@@ -393,14 +413,50 @@ def test_an_operator_acknowledges_an_alert(
     )
     alerts = api_get(api, "/alerts")["items"]
     assert next(a for a in alerts if a["id"] == str(firing.id))["status"] == "acknowledged"
-    page.screenshot(path=shots / "alerts.png", full_page=True)
-    for name in ("rate-limits", "schedules"):
-        page.goto(f"/dashboard/{name}")
-        page.screenshot(path=shots / f"{name}.png", full_page=True)
+    shoot(page, shots / "alerts.png")
+
+
+def test_an_operator_stops_and_resets_an_outbound_service(page: Any, shots: Path) -> None:
+    sign_in(page, ADMIN)
+    page.get_by_role("link", name="Rate limits").click()
+    row = page.locator('tr[data-service="webhooks"]')
+    row.get_by_label("Reason to stop webhooks").fill("receiver outage")
+    row.get_by_role("button", name="Emergency stop").click()
+    sync_api.expect(page.get_by_role("status")).to_contain_text("Emergency stop set")
+    sync_api.expect(page.locator('tr[data-service="webhooks"]')).to_contain_text(
+        "stopped receiver outage"
+    )
+    shoot(page, shots / "rate-limits.png")
+    page.locator('tr[data-service="webhooks"]').get_by_role("button", name="Reset").click()
+    sync_api.expect(page.get_by_role("status")).to_have_text("Limit reset.")
+    sync_api.expect(page.locator('tr[data-service="webhooks"] .badge')).to_have_text("open")
+
+
+def test_schedules_read_in_words_with_their_next_fire_times(
+    page: Any, api: httpx.Client, shots: Path
+) -> None:
+    added = api.post(
+        "/schedules",
+        json={
+            "name": "weekday-report",
+            "cron": "30 6 * * MON-FRI",
+            "timezone": "Europe/Paris",
+            "type": "test.echo",
+            "data": {},
+        },
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
+    assert added.status_code == 201, added.text
+    sign_in(page, ADMIN)
+    page.get_by_role("link", name="Schedules").click()
+    row = page.get_by_role("row", name=re.compile("weekday-report"))
+    sync_api.expect(row).to_contain_text(added.json()["explain"])
+    assert row.locator("li").count() == 3
+    shoot(page, shots / "schedules.png")
 
 
 def test_a_user_cannot_see_another_user_s_job(
-    page: Any, api: httpx.Client, console_errors: list[str]
+    page: Any, api: httpx.Client, console_errors: list[str], shots: Path
 ) -> None:
     secret = f"secret-{secrets.token_hex(4)}"
     alice = token("alice", "user")
@@ -409,6 +465,7 @@ def test_a_user_cannot_see_another_user_s_job(
     response = page.goto(f"/dashboard/jobs/{job['id']}")
     assert response is not None and response.status == 404
     assert secret not in page.content()
+    shoot(page, shots / "not-found.png")
     # Chromium logs the 404 of the document itself; that one is expected.
     console_errors[:] = [e for e in console_errors if "status of 404" not in e]
     # Alice herself sees it (the 404 above is about ownership, not the page).

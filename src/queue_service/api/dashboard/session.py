@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import Request, Response
 
@@ -28,6 +28,9 @@ SIGN_IN_COOKIE = "qs_dashboard_sign_in"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 MAX_FORM_BYTES = 64 * 1024
+# Browsers keep cookies of up to about 4 kB: a longer token would be dropped
+# silently and the sign-in would seem to do nothing.
+MAX_SESSION_BYTES = 3900
 _CSRF_PURPOSE = b"queue-service dashboard csrf v1"
 
 
@@ -67,8 +70,9 @@ def _same_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:  # not a browser, or an old one: the token decides
         return
-    expected = f"{request.url.scheme}://{request.headers.get('host', '')}"
-    if origin != expected:
+    # The host only: behind a TLS-terminating proxy this server may see http
+    # while the browser names https.
+    if origin == "null" or urlsplit(origin).netloc != request.headers.get("host", ""):
         raise Problem(403, "cross-site request refused (Origin does not match this server)")
 
 
@@ -96,6 +100,12 @@ def check_sign_in_nonce(request: Request, form: dict[str, str]) -> None:
 
 
 def start_session(response: Response, request: Request, token: str) -> None:
+    if len(token.encode()) > MAX_SESSION_BYTES:
+        raise Problem(
+            422,
+            f"this token is {len(token.encode())} bytes: a browser keeps cookies of at most"
+            f" about 4 kB, so the dashboard takes tokens of up to {MAX_SESSION_BYTES} bytes",
+        )
     _cookie(response, request, SESSION_COOKIE, token, max_age=None)
     response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
 
