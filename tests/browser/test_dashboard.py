@@ -335,6 +335,12 @@ def test_one_click_development_sign_in_makes_a_local_admin(page: Any, shots: Pat
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
 
+def test_when_the_session_ends_the_next_refresh_goes_to_sign_in(page: Any) -> None:
+    sign_in(page, ADMIN)
+    page.context.clear_cookies()
+    page.wait_for_url("**/dashboard/sign-in", timeout=10_000)
+
+
 def test_an_admin_pauses_and_resumes_a_queue(page: Any, api: httpx.Client, shots: Path) -> None:
     sign_in(page, ADMIN)
     page.get_by_role("link", name="test", exact=True).click()

@@ -81,9 +81,14 @@ class DashboardRoute(APIRoute):
             try:
                 response = await handler(request)
             except AuthError as exc:
-                if request.method == "GET" and not request.headers.get("hx-request"):
+                if request.headers.get("hx-request"):
+                    # A refresh after the session ended: htmx loads the sign-in
+                    # page (a 2xx, or the browser logs the 401 as an error).
+                    response = Response(headers={"HX-Redirect": f"{PREFIX}/sign-in"})
+                elif request.method == "GET":
                     return _redirect(f"{PREFIX}/sign-in")
-                response = _error_page(request, exc.status, exc.detail)
+                else:
+                    response = _error_page(request, exc.status, exc.detail)
             except Problem as exc:
                 response = _error_page(request, exc.status, exc.detail)
             response.headers.update(SECURITY_HEADERS)
