@@ -132,6 +132,9 @@ async def test_pages_name_only_this_server_s_assets(api: Api) -> None:
         for path in ("/dashboard/static/htmx.min.js", "/dashboard/static/dashboard.css"):
             asset = await client.get(path)
             assert asset.status_code == 200
+            assert asset.headers["cache-control"] == "max-age=3600"
+            assert asset.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["cache-control"] == "no-store"
         assert (await client.get("/dashboard/static/../app.py")).status_code == 404
 
 

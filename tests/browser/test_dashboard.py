@@ -218,6 +218,24 @@ def page(browser: Any, server: Server, console_errors: list[str]) -> Iterator[An
         context.close()
 
 
+def signed_in(page: Any, jwt: str) -> None:
+    """The session cookie the sign-in form sets (that form is tested on its own), then
+    the overview: saves a form round trip per test."""
+    page.context.add_cookies(
+        [
+            {
+                "name": "qs_dashboard_session",
+                "value": jwt,
+                "domain": "127.0.0.1",
+                "path": "/dashboard",
+                "httpOnly": True,
+                "sameSite": "Strict",
+            }
+        ]
+    )
+    page.goto("/dashboard/")
+
+
 def sign_in(page: Any, jwt: str) -> None:
     page.goto("/dashboard/")
     assert page.url.endswith("/dashboard/sign-in")
@@ -342,7 +360,7 @@ def test_when_the_session_ends_the_next_refresh_goes_to_sign_in(page: Any) -> No
 
 
 def test_an_admin_pauses_and_resumes_a_queue(page: Any, api: httpx.Client, shots: Path) -> None:
-    sign_in(page, ADMIN)
+    signed_in(page, ADMIN)
     page.get_by_role("link", name="test", exact=True).click()
     page.get_by_role("button", name="Pause").click()
     sync_api.expect(page.get_by_role("status")).to_have_text("Queue paused.")
@@ -360,7 +378,7 @@ def test_an_admin_finds_a_job_by_id_type_or_idempotency_key(page: Any, api: http
         ADMIN,
         {"type": "test.echo", "data": {}, "idempotency_key": key, "delay_ms": 60_000},
     )
-    sign_in(page, ADMIN)
+    signed_in(page, ADMIN)
     page.goto("/dashboard/queues/test")
     search = page.get_by_label("Find a job by id, type or idempotency key")
     search.fill(key)
@@ -380,7 +398,7 @@ def test_a_dead_letter_replayed_from_the_dlq_page_completes(
     order = f"order-{secrets.token_hex(3)}"
     job = enqueue(api, ADMIN, {"type": "test.gated", "data": {"order": order}, "max_attempts": 1})
     wait_for_status(api, job["id"], "failed")
-    sign_in(page, ADMIN)
+    signed_in(page, ADMIN)
     page.get_by_role("link", name="Dead letters").click()
     page.get_by_label("Error contains").fill(order)
     page.get_by_role("button", name="Filter").click()
@@ -409,7 +427,7 @@ def test_an_operator_acknowledges_an_alert(
             message="12 dead letters in the last 5 minutes",
         )
     )
-    sign_in(page, ADMIN)
+    signed_in(page, ADMIN)
     page.get_by_role("link", name="Alerts").click()
     row = page.locator(f'tr[data-alert="{firing.id}"]')
     row.get_by_role("button", name="Acknowledge").click()
@@ -423,7 +441,7 @@ def test_an_operator_acknowledges_an_alert(
 
 
 def test_an_operator_stops_and_resets_an_outbound_service(page: Any, shots: Path) -> None:
-    sign_in(page, ADMIN)
+    signed_in(page, ADMIN)
     page.get_by_role("link", name="Rate limits").click()
     row = page.locator('tr[data-service="webhooks"]')
     row.get_by_label("Reason to stop webhooks").fill("receiver outage")
@@ -453,11 +471,12 @@ def test_schedules_read_in_words_with_their_next_fire_times(
         headers={"Authorization": f"Bearer {ADMIN}"},
     )
     assert added.status_code == 201, added.text
-    sign_in(page, ADMIN)
+    signed_in(page, ADMIN)
     page.get_by_role("link", name="Schedules").click()
     row = page.get_by_role("row", name=re.compile("weekday-report"))
     sync_api.expect(row).to_contain_text(added.json()["explain"])
     assert row.locator("li").count() == 3
+    sync_api.expect(row.locator("li").first).to_contain_text("06:30 Europe/Paris")
     shoot(page, shots / "schedules.png")
 
 
@@ -483,7 +502,7 @@ def test_a_user_cannot_see_another_user_s_job(
 
 
 def test_a_forged_csrf_post_is_refused(page: Any, api: httpx.Client) -> None:
-    sign_in(page, ADMIN)
+    signed_in(page, ADMIN)
     forged = page.request.post(
         "/dashboard/queues/test/pause",
         form={"csrf": "0" * 64},

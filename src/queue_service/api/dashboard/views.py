@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlencode
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -24,7 +25,7 @@ from queue_service.api.auth.principal import AuthError, Principal
 from queue_service.api.auth.tokens import mint_token
 from queue_service.api.dashboard import session
 from queue_service.api.dashboard.calls import call
-from queue_service.api.dashboard.render import STATIC_DIR, render, sparkline
+from queue_service.api.dashboard.render import STATIC_DIR, render, sparkline, when
 from queue_service.api.problems import TITLES, Problem
 from queue_service.api.routes import alerts as alert_routes
 from queue_service.api.routes import dlq as dlq_routes
@@ -91,7 +92,8 @@ class DashboardRoute(APIRoute):
                     response = _error_page(request, exc.status, exc.detail)
             except Problem as exc:
                 response = _error_page(request, exc.status, exc.detail)
-            response.headers.update(SECURITY_HEADERS)
+            for name, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(name, value)  # static files keep their caching
             return response
 
         return guarded
@@ -565,14 +567,19 @@ async def rate_limit_action(request: Request, key: str, action: str) -> Response
     raise Problem(404, f"no rate-limit action {action!r}")
 
 
-def _next_fires(cron: str, timezone: str, first: datetime | None, count: int = 3) -> list[datetime]:
+def _next_fires(cron: str, timezone: str, first: datetime | None, count: int = 3) -> list[str]:
+    """The next fire times in the schedule's zone, each with its UTC time."""
     if first is None:
         return []
     try:
         spec = CronSpec.parse(cron, timezone)
-    except CronError:
-        return [first]
-    return [first, *itertools.islice(spec.ticks_after(first), count - 1)]
+        zone = ZoneInfo(timezone)
+    except (CronError, ValueError, KeyError):
+        return [when(first)]
+    return [
+        f"{at.astimezone(zone):%Y-%m-%d %H:%M} {timezone} ({at.astimezone(UTC):%H:%M} UTC)"
+        for at in [first, *itertools.islice(spec.ticks_after(first), count - 1)]
+    ]
 
 
 @router.get("/schedules")
