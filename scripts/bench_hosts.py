@@ -43,11 +43,6 @@ import orjson
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from queue_service.runtime.manager import EnqueueRequest  # noqa: E402
-from queue_service.runtime.service import open_runtime  # noqa: E402
-from queue_service.settings import Settings  # noqa: E402
-from queue_service.store.databases import create_database, drop_database  # noqa: E402
-from queue_service.store.migrate import apply_migrations  # noqa: E402
 from tests.support.netns import (  # noqa: E402
     Host,
     HostProcess,
@@ -57,6 +52,12 @@ from tests.support.netns import (  # noqa: E402
     queue_service,
     service_env,
 )
+
+from queue_service.runtime.manager import EnqueueRequest  # noqa: E402
+from queue_service.runtime.service import open_runtime  # noqa: E402
+from queue_service.settings import Settings  # noqa: E402
+from queue_service.store.databases import create_database, drop_database  # noqa: E402
+from queue_service.store.migrate import apply_migrations  # noqa: E402
 
 JOB_TYPE = "bench.noop"
 QUEUE = "bench"
@@ -77,20 +78,21 @@ async def seed(url: str, jobs: int) -> None:
             )
 
 
-async def release_and_wait(url: str, jobs: int, timeout: float) -> dict[str, Any]:
+async def release_and_wait(url: str, jobs: int, limit_s: float) -> dict[str, Any]:
     """Resume the queue, wait for every job, read the window on the database clock."""
     settings = Settings(database_url=url, queue_service_insert_lane=0)
     async with open_runtime(settings, url) as rt:
         await rt.store.resume_queue(QUEUE, "*")
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_s
         while True:
             first, last, count = await rt.store.bench_window(JOB_TYPE)
             if count >= jobs:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {count} of {jobs} jobs finished in {timeout} s")
+                raise RuntimeError(f"only {count} of {jobs} jobs finished in {limit_s} s")
             await asyncio.sleep(0.1)
-    assert first is not None and last is not None
+    if first is None or last is None:
+        raise RuntimeError("no job completed")
     elapsed = (last - first).total_seconds()
     return {"jobs": count, "elapsed_s": round(elapsed, 3), "rate": round(count / elapsed, 1)}
 
@@ -123,7 +125,7 @@ def drain(
             procs.append(host.start("worker", queue_service("worker", "--queues", QUEUE), env))
         wait_started(procs)
         return {"hosts": len(hosts)} | asyncio.run(
-            release_and_wait(pg.local_url(dbname), jobs, timeout=600)
+            release_and_wait(pg.local_url(dbname), jobs, limit_s=600)
         )
     finally:
         for proc in procs:
@@ -164,7 +166,10 @@ def main() -> None:
         shutil.rmtree(data, ignore_errors=True)
     one = statistics.median(rates[1])
     summary = {
-        str(k): {"median_rate": statistics.median(r), "ratio_to_1": round(statistics.median(r) / one, 2)}
+        str(k): {
+            "median_rate": statistics.median(r),
+            "ratio_to_1": round(statistics.median(r) / one, 2),
+        }
         for k, r in sorted(rates.items())
     }
     print(orjson.dumps({"summary": summary, "jobs": args.jobs}).decode())

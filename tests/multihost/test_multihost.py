@@ -277,9 +277,7 @@ def test_a_cut_off_worker_host_s_jobs_are_rescued_and_its_late_completions_fence
     # Jobs long enough that w3 is mid-handler when its cable goes, short
     # enough that its handlers end (and try to complete) while still cut off.
     load = cluster.start_load(60, 1.5, batch=10, pause=0.0)
-    wait_for(
-        lambda: len(cluster.active_on("w3")) >= 3, timeout=60, what="w3 to hold jobs"
-    )
+    wait_for(lambda: len(cluster.active_on("w3")) >= 3, timeout=60, what="w3 to hold jobs")
     w3 = cluster.site.net.hosts["w3"]
     w3.cut()
     cut_at = time.monotonic()
@@ -301,11 +299,14 @@ def test_a_cut_off_worker_host_s_jobs_are_rescued_and_its_late_completions_fence
 
     ids = enqueued_ids(load)
     wait_for(lambda: cluster.unfinished() == 0, timeout=60, what="the backlog to drain")
+
     # w3, back on the network, learns its leases are gone: its late
     # heartbeats or completions are refused by the lease-token fence.
-    wait_for(
-        lambda: "lease lost" in cluster.procs["w3"].logs(), timeout=30, what="w3 to see the fence"
-    )
+    def fenced() -> set[str]:
+        lost = [line for line in cluster.procs["w3"].logs().splitlines() if "lease lost" in line]
+        return {j for j in held if not any(j in line for line in lost)}
+
+    wait_for(lambda: not fenced(), timeout=30, what="w3's late outcomes to be fenced off")
     assert_each_effect_once(cluster, ids)
     found = effects(cluster)
     for job_id in held:

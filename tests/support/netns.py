@@ -50,7 +50,7 @@ def missing_requirement() -> str | None:
     if shutil.which("setpriv") is None:
         return "util-linux's `setpriv` is not installed"
     if not (PG_BIN / "postgres").exists():
-        return f"Debian's PostgreSQL 15 binaries are not in {PG_BIN} (apt-get install postgresql-15)"
+        return f"no PostgreSQL 15 binaries in {PG_BIN} (apt-get install postgresql-15)"
     return None
 
 
@@ -95,11 +95,11 @@ def sweep_stale() -> None:
     a run killed with SIGKILL cannot clean up after itself."""
     for name in _namespaces():
         parts = name.split("-")
-        if len(parts) >= 3 and parts[0] == PREFIX and parts[1].isdigit():
-            if not _alive(int(parts[1])):
-                _kill_all(name)
-                with contextlib.suppress(RuntimeError):
-                    ip("netns", "delete", name)
+        stale = len(parts) >= 3 and parts[0] == PREFIX and parts[1].isdigit()
+        if stale and not _alive(int(parts[1])):
+            _kill_all(name)
+            with contextlib.suppress(RuntimeError):
+                ip("netns", "delete", name)
 
 
 class Host:
@@ -294,8 +294,7 @@ class NamespacedPostgres:
             except psycopg.OperationalError:
                 if self.proc.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"PostgreSQL in {self.host.namespace} did not start:\n"
-                        + self.proc.logs()
+                        f"PostgreSQL in {self.host.namespace} did not start:\n" + self.proc.logs()
                     ) from None
                 time.sleep(0.1)
 
