@@ -14,11 +14,18 @@ the database's clock, as `queue-service bench --workload drain` reads it:
 jobs / (last completion - first pick-up). The host counts alternate between
 rounds (1 2 3, then 3 2 1, ...) so the machine's drift hits them alike.
 
-Output: one JSON line per drain, then a summary line with each host count's
-median rate and its ratio to one host's. Needs root (ip netns) and
-postgresql-15. Takes about a minute per round with the defaults:
+Each drain also reports the CPU seconds per 1,000 jobs spent by the worker
+processes and by the database host's processes (postmaster and backends, from
+/proc; backends that end mid-drain are missed, so that one is a lower
+bound): on this 2-core machine every host shares the same cores, and these
+say where they went. `--db-host` adds a drain by one worker on the database
+host itself (no cable, no bridge: what the network costs).
 
-    .venv/bin/python scripts/bench_hosts.py --jobs 20000 --rounds 3
+Output: one JSON line per drain, then a summary line with each shape's
+median rate and its ratio to one host's. Needs root (ip netns) and
+postgresql-15. About two minutes per round with the defaults:
+
+    .venv/bin/python scripts/bench_hosts.py --jobs 20000 --rounds 3 --db-host
 
 This is a script rather than a `queue-service bench` workload because it
 needs root and builds namespaces with the test support code; the bench CLI
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import shutil
 import statistics
@@ -49,6 +57,7 @@ from tests.support.netns import (  # noqa: E402
     NamespacedPostgres,
     Network,
     missing_requirement,
+    namespace_pids,
     queue_service,
     service_env,
 )
@@ -90,11 +99,23 @@ async def release_and_wait(url: str, jobs: int, limit_s: float) -> dict[str, Any
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {count} of {jobs} jobs finished in {limit_s} s")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # the rate is read from the database's clock
     if first is None or last is None:
         raise RuntimeError("no job completed")
     elapsed = (last - first).total_seconds()
     return {"jobs": count, "elapsed_s": round(elapsed, 3), "rate": round(count / elapsed, 1)}
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used so far (/proc/PID/stat)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone: a backend that ended
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def wait_started(procs: list[HostProcess], timeout: float = 90.0) -> None:
@@ -124,8 +145,23 @@ def drain(
             )
             procs.append(host.start("worker", queue_service("worker", "--queues", QUEUE), env))
         wait_started(procs)
-        return {"hosts": len(hosts)} | asyncio.run(
-            release_and_wait(pg.local_url(dbname), jobs, limit_s=600)
+        worker_pids = [p.pid for p in procs]
+        db_pids = namespace_pids(pg.host.namespace)
+        before = cpu_seconds(worker_pids), cpu_seconds(db_pids)
+        result = asyncio.run(release_and_wait(pg.local_url(dbname), jobs, limit_s=600))
+        # A backend is a process per connection: those opened during the drain
+        # count in full, those that ended during it not at all (a lower bound).
+        db_pids = sorted(set(db_pids) | set(namespace_pids(pg.host.namespace)))
+        workers_cpu = cpu_seconds(worker_pids) - before[0]
+        db_cpu = cpu_seconds(db_pids) - before[1]
+        per_k = 1000 / result["jobs"]
+        return (
+            {"hosts": [h.label for h in hosts]}
+            | result
+            | {
+                "worker_cpu_s_per_1000": round(workers_cpu * per_k, 3),
+                "db_cpu_s_per_1000": round(db_cpu * per_k, 3),
+            }
         )
     finally:
         for proc in procs:
@@ -139,12 +175,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-hosts", type=int, default=3, choices=range(1, 9))
+    parser.add_argument(
+        "--db-host",
+        action="store_true",
+        help="also drain with one worker on the database host (no cable: the network's cost)",
+    )
     args = parser.parse_args()
     missing = missing_requirement()
     if missing:
         sys.exit(f"bench_hosts: {missing}")
 
-    rates: dict[int, list[float]] = {}
+    rates: dict[str, list[float]] = {}
     data = Path(tempfile.mkdtemp(prefix="qs-bh-data-"))
     try:
         with Network() as net:
@@ -153,24 +194,27 @@ def main() -> None:
                 workers = [net.add_host(f"w{i + 1}") for i in range(args.max_hosts)]
                 template = f"qs_bh_tpl_{secrets.token_hex(4)}"
                 apply_migrations(create_database(pg.admin_url, template))
-                counts = list(range(1, args.max_hosts + 1))
+                shapes = {str(k): workers[:k] for k in range(1, args.max_hosts + 1)}
+                if args.db_host:
+                    shapes["db-host"] = [pg.host]
+                order = list(shapes)
                 for n in range(args.rounds):
-                    for k in counts if n % 2 == 0 else counts[::-1]:
-                        result = drain(pg, template, workers[:k], args.jobs, data)
+                    for shape in order if n % 2 == 0 else order[::-1]:
+                        result = drain(pg, template, shapes[shape], args.jobs, data)
                         print(orjson.dumps(result | {"round": n + 1}).decode(), flush=True)
-                        rates.setdefault(k, []).append(result["rate"])
+                        rates.setdefault(shape, []).append(result["rate"])
                 drop_database(pg.admin_url, template)
             finally:
                 pg.close()
     finally:
         shutil.rmtree(data, ignore_errors=True)
-    one = statistics.median(rates[1])
+    one = statistics.median(rates["1"])
     summary = {
-        str(k): {
+        shape: {
             "median_rate": statistics.median(r),
             "ratio_to_1": round(statistics.median(r) / one, 2),
         }
-        for k, r in sorted(rates.items())
+        for shape, r in rates.items()
     }
     print(orjson.dumps({"summary": summary, "jobs": args.jobs}).decode())
 
