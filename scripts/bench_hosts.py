@@ -146,12 +146,13 @@ def drain(
             procs.append(host.start("worker", queue_service("worker", "--queues", QUEUE), env))
         wait_started(procs)
         worker_pids = [p.pid for p in procs]
-        db_pids = namespace_pids(pg.host.namespace)
+        # The database host's processes, not a worker running beside them.
+        db_pids = sorted(set(namespace_pids(pg.host.namespace)) - set(worker_pids))
         before = cpu_seconds(worker_pids), cpu_seconds(db_pids)
         result = asyncio.run(release_and_wait(pg.local_url(dbname), jobs, limit_s=600))
         # A backend is a process per connection: those opened during the drain
         # count in full, those that ended during it not at all (a lower bound).
-        db_pids = sorted(set(db_pids) | set(namespace_pids(pg.host.namespace)))
+        db_pids = sorted(set(db_pids) | set(namespace_pids(pg.host.namespace)) - set(worker_pids))
         workers_cpu = cpu_seconds(worker_pids) - before[0]
         db_cpu = cpu_seconds(db_pids) - before[1]
         per_k = 1000 / result["jobs"]
