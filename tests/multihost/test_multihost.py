@@ -115,9 +115,12 @@ class Cluster:
     def api_urls(self) -> list[str]:
         return [f"http://{self.site.net.hosts[h].address}:8080" for h in API_HOSTS]
 
-    def start_load(self, jobs: int, seconds: float, *, batch: int, pause: float) -> HostProcess:
+    def start_load(
+        self, jobs: int, seconds: float, *, batch: int, pause: float, tag: str = "load"
+    ) -> HostProcess:
         """The client host enqueues through both API hosts in turn."""
         args = [sys.executable, "-m", "tests.multihost.client", "--secret", HMAC_SECRET]
+        args += ["--tag", tag]
         for url in self.api_urls():
             args += ["--api", url]
         args += ["--jobs", str(jobs), "--seconds", str(seconds), "--batch", str(batch)]
@@ -320,3 +323,13 @@ def test_a_cut_off_worker_host_s_jobs_are_rescued_and_its_late_completions_fence
         assert [e for e, _ in history].count("rescued") == 1, history
         assert ("completed", "w3") not in history
     assert cluster.procs["w3"].proc.poll() is None, "a cut-off worker must survive the outage"
+
+    # And it works again: its pools reconnect and it takes its share of new jobs.
+    more = enqueued_ids(cluster.start_load(45, 0.5, batch=15, pause=0.0, tag="after"))
+    wait_for(
+        lambda: any(rows[0][1] == "w3" for j, rows in effects(cluster).items() if j in more),
+        timeout=30,
+        what="w3 to complete a job after the outage",
+    )
+    wait_for(lambda: cluster.unfinished() == 0, timeout=60, what="the new jobs to drain")
+    assert_each_effect_once(cluster, ids + more)
