@@ -23,7 +23,7 @@ leader candidates every worker host may run `worker` (WORKER_HOSTS below).
 from __future__ import annotations
 
 import secrets
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -107,6 +107,7 @@ class Cluster:
     site: Site
     dbname: str
     procs: dict[str, HostProcess] = field(default_factory=dict)
+    loads: list[HostProcess] = field(default_factory=list)
 
     def observe(self) -> psycopg.Connection[tuple[object, ...]]:
         """The test's own connection, through the Unix socket."""
@@ -126,7 +127,9 @@ class Cluster:
         args += ["--jobs", str(jobs), "--seconds", str(seconds), "--batch", str(batch)]
         args += ["--pause", str(pause)]
         env = service_env("", Path(tempfile.gettempdir()))
-        return self.site.net.hosts["client"].start("client", args, env)
+        load = self.site.net.hosts["client"].start("client", args, env)
+        self.loads.append(load)
+        return load
 
     def active_on(self, host: str) -> list[str]:
         with self.observe() as conn:
@@ -149,6 +152,10 @@ def enqueued_ids(load: HostProcess, timeout: float = 60.0) -> list[str]:
     report = orjson.loads(load.logs().strip().splitlines()[-1])
     assert all(n > 0 for n in report["per_api"].values()), report["per_api"]
     return [str(i) for i in report["ids"]]
+
+
+def started_or_ended(proc: HostProcess) -> Callable[[], bool]:
+    return lambda: "worker started" in proc.logs() or proc.proc.poll() is not None
 
 
 @pytest.fixture
@@ -187,11 +194,7 @@ def cluster(site: Site) -> Iterator[Cluster]:
             cluster.procs[label] = host.start(command, queue_service(*args), env)
         for label in WORKER_HOSTS:
             proc = cluster.procs[label]
-            wait_for(
-                lambda p=proc: "worker started" in p.logs() or p.proc.poll() is not None,  # type: ignore[misc]
-                timeout=60,
-                what=f"{label} to start",
-            )
+            wait_for(started_or_ended(proc), timeout=60, what=f"{label} to start")
             assert proc.proc.poll() is None, proc.logs()
         yield cluster
     finally:
@@ -200,7 +203,10 @@ def cluster(site: Site) -> Iterator[Cluster]:
             print(f"----- {label}: {proc.label} (pid {proc.pid}, exit {code}) -----")
             print(proc.logs())
             proc.log_path.unlink(missing_ok=True)
-        subprocess.run(["rm", "-rf", str(data)], check=False)
+        for load in cluster.loads:
+            load.stop()
+            load.log_path.unlink(missing_ok=True)
+        shutil.rmtree(data, ignore_errors=True)
         drop_database(site.pg.admin_url, dbname)
 
 

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -325,12 +324,3 @@ def service_env(database_url: str, data_dir: Path, **extra: str) -> dict[str, st
 def queue_service(*args: str) -> list[str]:
     """The argv of `queue-service ARGS` with this interpreter."""
     return [sys.executable, "-m", "queue_service.cli", *args]
-
-
-@contextlib.contextmanager
-def network() -> Iterator[Network]:
-    net = Network()
-    try:
-        yield net
-    finally:
-        net.close()
