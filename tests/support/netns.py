@@ -90,15 +90,24 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_stale() -> None:
-    """Delete the namespaces (and kill the processes) of runs whose creator died:
-    a run killed with SIGKILL cannot clean up after itself."""
+    """Delete the namespaces (and kill the processes) and the database
+    directories of runs whose creator died: a run killed with SIGKILL cannot
+    clean up after itself."""
     for name in _namespaces():
-        parts = name.split("-")
-        stale = len(parts) >= 3 and parts[0] == PREFIX and parts[1].isdigit()
-        if stale and not _alive(int(parts[1])):
+        if _stale(name):
             _kill_all(name)
             with contextlib.suppress(RuntimeError):
                 ip("netns", "delete", name)
+    for path in Path(tempfile.gettempdir()).glob(f"{PREFIX}-*"):
+        if _stale(path.name):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _stale(name: str) -> bool:
+    """Whether ``name`` belongs to a run (qsmh-<pid>-...) whose process is gone."""
+    parts = name.split("-")
+    ours = len(parts) >= 3 and parts[0] == PREFIX and parts[1].isdigit()
+    return ours and not _alive(int(parts[1]))
 
 
 class Host:
@@ -236,7 +245,8 @@ class NamespacedPostgres:
 
     def __init__(self, host: Host, *, fsync: bool = False) -> None:
         self.host = host
-        self.root = Path(tempfile.mkdtemp(prefix="qs-mh-pg-"))
+        # Named after the run, so that sweep_stale finds it if the run dies.
+        self.root = Path(tempfile.mkdtemp(prefix=f"{host.namespace}-pg-"))
         self.root.chmod(0o755)
         shutil.chown(self.root, PG_USER, PG_USER)
         self.data = self.root / "data"
