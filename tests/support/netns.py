@@ -151,7 +151,7 @@ class HostProcess:
     def __init__(self, host: Host, label: str, argv: list[str], env: dict[str, str]) -> None:
         self.host = host
         self.label = label
-        fd, path = tempfile.mkstemp(prefix=f"qs-{host.label}-", suffix=".log")
+        fd, path = tempfile.mkstemp(prefix=f"{host.label}-", suffix=".log", dir=host.network.logs)
         os.close(fd)
         self.log_path = Path(path)
         self._log = self.log_path.open("wb")
@@ -189,6 +189,8 @@ class Network:
         sweep_stale()
         self.run = f"{PREFIX}-{os.getpid()}-{secrets.token_hex(3)}"
         self.switch = f"{self.run}-sw"
+        # Every process's log, removed with the network (read them before).
+        self.logs = Path(tempfile.mkdtemp(prefix=f"{self.run}-logs-"))
         self.hosts: dict[str, Host] = {}
         self._made: list[str] = []
         self._add_namespace(self.switch)
@@ -224,6 +226,7 @@ class Network:
             with contextlib.suppress(RuntimeError):
                 ip("netns", "delete", name)
         self._made.clear()
+        shutil.rmtree(self.logs, ignore_errors=True)
 
     def __enter__(self) -> Network:
         return self
