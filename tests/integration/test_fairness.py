@@ -217,6 +217,24 @@ async def test_the_per_tenant_cap_holds_across_worker_processes(database_url: st
     assert most["tenant-a"] == 3 and most["tenant-b"] == 3, most
 
 
+async def test_with_more_tenants_than_slots_every_tenant_gets_a_turn(database_url: str) -> None:
+    """20 tenants, 10 slots: a claim cannot give each a job, so the turn goes
+    round (each claim starts after the last tenant the worker was given);
+    without it the alphabetically first tenants would take every slot."""
+    tenants = [f"t{i:02}" for i in range(20)]
+    async with fair_runtime(database_url, queue_service_fair_queues="fair") as rt:
+        for tenant in reversed(tenants):
+            await enqueue(rt, tenant, 20, seconds=0.05)
+        async with worker(rt):
+
+            async def some_done() -> bool:
+                return sum(finished(database_url, t) for t in tenants) >= 60
+
+            await eventually(some_done, what="60 jobs finish", timeout=60)
+        served = {t: finished(database_url, t) for t in tenants}
+    assert all(n > 0 for n in served.values()), served
+
+
 def index_pages(database_url: str, names: tuple[str, ...]) -> dict[str, int]:
     pages = {}
     with psycopg.connect(database_url) as conn:

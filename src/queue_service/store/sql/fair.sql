@@ -137,7 +137,9 @@ turns AS (
                         LIMIT %(cap)s::int) held))
            END AS take
     FROM ready r CROSS JOIN share s
-    ORDER BY r.priority, r.tenant_id <= %(after)s::text, r.tenant_id
+    -- COLLATE "C": code point order, the order the runner picks `after` in.
+    ORDER BY r.priority, r.tenant_id COLLATE "C" <= %(after)s::text COLLATE "C",
+             r.tenant_id COLLATE "C"
 ),
 picked AS (
     SELECT probe.id
