@@ -235,6 +235,33 @@ async def test_with_more_tenants_than_slots_every_tenant_gets_a_turn(database_ur
     assert all(n > 0 for n in served.values()), served
 
 
+async def test_a_capped_fair_queue_works_through_pgbouncer(
+    database_url: str, pgbouncer_url: str
+) -> None:
+    """Pool through PgBouncer in transaction mode (no prepared statements, the
+    claim lock a transaction lock), the index build on the direct URL."""
+    running.clear()
+    most.clear()
+    settings = make_settings(
+        pgbouncer_url,
+        database_listen_url=database_url,
+        queue_service_pgbouncer=True,
+        queue_service_tenant_concurrency='{"fair": 2}',
+    )
+    async with open_runtime(
+        settings, pgbouncer_url, extra_processors=[FAIR_QUEUE, PLAIN_QUEUE, work, unfair_work]
+    ) as rt:
+        await enqueue(rt, "tenant-a", 40, seconds=0.02)
+        await enqueue(rt, "tenant-b", 40, seconds=0.02)
+        async with worker(rt):
+
+            async def drained() -> bool:
+                return finished(database_url, "tenant-a") + finished(database_url, "tenant-b") == 80
+
+            await eventually(drained, what="both tenants drain", timeout=60)
+    assert most["tenant-a"] == 2 and most["tenant-b"] == 2, most
+
+
 def index_pages(database_url: str, names: tuple[str, ...]) -> dict[str, int]:
     pages = {}
     with psycopg.connect(database_url) as conn:
