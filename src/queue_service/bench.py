@@ -20,6 +20,7 @@ from queue_service.runtime.attempt_spans import tracing_hooks
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import (
     Runtime,
+    build_fair_indexes,
     freeze_startup_heap,
     loop_factory,
     open_runtime,
@@ -57,6 +58,8 @@ class BenchOptions:
     rows: int = 1_000_000  # purge: finished rows seeded past their retention
     delayed: int = 0  # drain: delayed jobs (due in a day) seeded in the bench queue first
     history: int = 0  # drain: finished jobs seeded first
+    fair: bool = False  # drain: the bench queue claims fairly across tenants (decision 0020)
+    tenants: int = 1  # drain: jobs spread round-robin over this many tenants
 
     @property
     def effective_prefetch(self) -> int:
@@ -140,18 +143,22 @@ async def _ours(
     def tune(q: QueueConfig) -> QueueConfig:
         if q.name != "bench":
             return q
-        return replace(q, concurrency=opts.concurrency, prefetch=opts.effective_prefetch)
+        fair = q.fair or opts.fair
+        return replace(q, concurrency=opts.concurrency, prefetch=opts.effective_prefetch, fair=fair)
 
     # OTEL_* set: measured with tracing on, as the service would run (decision 0015).
     tracing = setup_tracing(settings.tracing, environment=settings.queue_service_env)
     try:
         async with open_runtime(settings, conninfo, queue_overrides=tune) as rt:
+            # Fair queues (--fair, or QUEUE_SERVICE_FAIR_QUEUES naming any
+            # queue) get their partial indexes as a worker would build them.
+            await build_fair_indexes(rt, rt.registry.queues)
             freeze_startup_heap()  # as the service's own commands do
             if opts.workload == "http-enqueue":
                 return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
             if opts.workload == "drain":
                 seeded = await _seed_backlog(rt, opts, progress)
-                for requests in _batches(0, opts.jobs, 1000):
+                for requests in _batches(0, opts.jobs, 1000, opts.tenants):
                     await rt.manager.enqueue_many(requests)
                 if seeded:
                     # The worst moment for the planner: every live row waiting,
@@ -159,7 +166,8 @@ async def _ours(
                     progress("ANALYZE with everything waiting, nothing active")
                     await asyncio.to_thread(analyze_engine_tables, conninfo)
                 progress(f"draining {opts.jobs} jobs")
-                return await _drain(rt, opts) | seeded | {"tracing": tracing is not None}
+                shape = {"fair": rt.registry.queue("bench").is_fair, "tenants": opts.tenants}
+                return await _drain(rt, opts) | seeded | shape | {"tracing": tracing is not None}
             return await _latency(rt, conninfo, opts, progress)
     finally:
         if tracing is not None:
@@ -186,14 +194,16 @@ async def _seed_backlog(rt: Runtime, opts: BenchOptions, progress: Progress) -> 
     return seeded
 
 
-def _request(i: int) -> EnqueueRequest:
-    return EnqueueRequest(type=JOB_TYPE, data={"i": i}, tenant_id=TENANT, created_by="bench")
+def _request(i: int, tenants: int = 1) -> EnqueueRequest:
+    tenant = TENANT if tenants == 1 else f"{TENANT}-{i % tenants}"
+    return EnqueueRequest(type=JOB_TYPE, data={"i": i}, tenant_id=tenant, created_by="bench")
 
 
-def _batches(lo: int, hi: int, batch: int) -> Iterator[list[EnqueueRequest]]:
-    """The requests for jobs ``lo..hi``, ``batch`` at a time."""
+def _batches(lo: int, hi: int, batch: int, tenants: int = 1) -> Iterator[list[EnqueueRequest]]:
+    """The requests for jobs ``lo..hi``, ``batch`` at a time (round-robin
+    over ``tenants`` tenants)."""
     for start in range(lo, hi, batch):
-        yield [_request(i) for i in range(start, min(hi, start + batch))]
+        yield [_request(i, tenants) for i in range(start, min(hi, start + batch))]
 
 
 ROUNDS = 5

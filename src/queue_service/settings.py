@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from queue_service.core.alerts import AlertRule, parse_alert_rules
 from queue_service.core.base58 import is_solana_address
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, parse_limits
-from queue_service.core.config_text import suggestion
+from queue_service.core.config_text import json_object, suggestion
 from queue_service.core.tracing_config import TracingConfig, tracing_config
 
 _SECRET_NAMES = (
@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     queue_service_log_level: Literal["debug", "info", "warning", "error"] = "info"
     queue_service_event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     queue_service_dlq_retention_days: int = Field(default=90, ge=1)
+    # Fair tenants (decision 0020): queues whose claims are shared across the
+    # tenants with ready work (comma-separated), and per-queue caps on one
+    # tenant's active jobs across all worker processes, JSON {"queue": N} (a
+    # cap makes its queue fair).
+    queue_service_fair_queues: str = ""
+    queue_service_tenant_concurrency: str = ""
 
     # HTTP API (SPEC §6, §10).
     queue_service_host: str = "127.0.0.1"
@@ -201,6 +207,12 @@ class Settings(BaseSettings):
     @classmethod
     def _outbound_limits(cls, value: str) -> str:
         parse_limits(value)  # raises ValueError saying what to fix
+        return value
+
+    @field_validator("queue_service_tenant_concurrency")
+    @classmethod
+    def _tenant_concurrency(cls, value: str) -> str:
+        parse_tenant_concurrency(value)  # raises ValueError saying what to fix
         return value
 
     @field_validator("queue_service_alert_rules")
@@ -396,6 +408,14 @@ class Settings(BaseSettings):
         )
 
     @property
+    def fair_queues(self) -> frozenset[str]:
+        return frozenset(_items(self.queue_service_fair_queues))
+
+    @cached_property
+    def tenant_concurrency(self) -> dict[str, int]:
+        return parse_tenant_concurrency(self.queue_service_tenant_concurrency)
+
+    @property
     def ready_optional_providers(self) -> frozenset[str]:
         return frozenset(_items(self.queue_service_ready_optional_providers))
 
@@ -406,6 +426,21 @@ class Settings(BaseSettings):
 
 def _items(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_tenant_concurrency(value: str) -> dict[str, int]:
+    """QUEUE_SERVICE_TENANT_CONCURRENCY: {"queue": N, ...}, N >= 1."""
+    if not value.strip():
+        return {}
+    shape = 'a JSON object of queue name to a whole number >= 1 (e.g. {"communication": 5})'
+    parsed = json_object(value, "QUEUE_SERVICE_TENANT_CONCURRENCY", shape)
+    for queue, cap in parsed.items():
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+            raise ValueError(
+                f"QUEUE_SERVICE_TENANT_CONCURRENCY: the cap for queue {queue!r} must be"
+                " a whole number of at least 1 (the most active jobs of one tenant in it)"
+            )
+    return dict(parsed)
 
 
 def load_settings() -> Settings:

@@ -81,6 +81,12 @@ def bench(
         int, typer.Option(min=0, help="drain: delayed jobs (due in a day) seeded first")
     ] = 0,
     history: Annotated[int, typer.Option(min=0, help="drain: finished jobs seeded first")] = 0,
+    fair: Annotated[
+        bool, typer.Option(help="drain: claim fairly across tenants (QUEUE_SERVICE_FAIR_QUEUES)")
+    ] = False,
+    tenants: Annotated[
+        int, typer.Option(min=1, help="drain: spread the jobs over this many tenants")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
 ) -> None:
     """Measure the engine on no-op jobs, or the payments path (docs/benchmarks.md)."""
@@ -89,8 +95,11 @@ def bench(
     if workload not in WORKLOADS:
         err.print(f"[red]error[/red]: unknown workload {workload!r}")
         raise typer.Exit(2)
-    if (delayed or history) and workload != "drain":
-        err.print("[red]error[/red]: --delayed and --history apply to the drain workload")
+    if (delayed or history or fair or tenants > 1) and workload != "drain":
+        err.print(
+            "[red]error[/red]: --delayed, --history, --fair and --tenants apply to the drain"
+            " workload"
+        )
         raise typer.Exit(2)
     opts = BenchOptions(
         workload=workload,
@@ -106,6 +115,8 @@ def bench(
         rows=rows,
         delayed=delayed,
         history=history,
+        fair=fair,
+        tenants=tenants,
     )
     settings = load_cli_settings()
     configure_cli_logging(settings, quiet=True)

@@ -12,17 +12,31 @@ class QueueConfig:
     ``prefetch`` lets a worker hold that many claimed jobs beyond its running
     ones, so a claim round trip overlaps the work: worth it for short jobs,
     wrong for long ones (a prefetched job waits behind its own worker).
+
+    ``fair`` shares each claim across the tenants with ready work, so one
+    tenant's backlog cannot starve the others; ``tenant_concurrency`` caps one
+    tenant's active jobs in this queue across all worker processes (it
+    implies ``fair``). Both off by default (decision 0020).
     """
 
     name: str
     concurrency: int
     prefetch: int = 0
+    fair: bool = False
+    tenant_concurrency: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError(f"queue {self.name!r}: concurrency must be at least 1")
         if self.prefetch < 0:
             raise ValueError(f"queue {self.name!r}: prefetch cannot be negative")
+        if self.tenant_concurrency is not None and self.tenant_concurrency < 1:
+            raise ValueError(f"queue {self.name!r}: tenant_concurrency must be at least 1")
+
+    @property
+    def is_fair(self) -> bool:
+        """Whether claims go through the fair statement (a cap implies it)."""
+        return self.fair or self.tenant_concurrency is not None
 
 
 MONEY = QueueConfig("money", concurrency=5)

@@ -55,6 +55,10 @@ class QueueRunner:
         self._buffer: deque[Attempt] = deque()
         self._running = 0
         self._owned_by_type: Counter[str] = Counter()  # buffered + running
+        # Fair queues (decision 0020): claims shared across tenants; the turn
+        # goes on after the last tenant served when not all get one.
+        self._fair = queue.is_fair
+        self._after = ""
         self._wake = asyncio.Event()
         self._maybe_more = True
         # Bumped by every notify(): a hint that lands while a claim is in
@@ -85,16 +89,17 @@ class QueueRunner:
             if limit > 0 and types and self._maybe_more:
                 hints = self._hints
                 try:
-                    claimed = await self._store.claim(
-                        self.queue.name, types, limit, self._worker_id
-                    )
+                    claimed = await self._claim(types, limit)
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
                     await backoff.wait(log, f"claiming from {self.queue.name}", exc)
                     continue
                 backoff.reset()
-                self._maybe_more = len(claimed) == limit or self._hints != hints
+                # A fair claim comes back short when a tenant had less than
+                # its share: claim again at once to fill the leftovers.
+                full = len(claimed) == limit or (self._fair and len(claimed) > 0)
+                self._maybe_more = full or self._hints != hints
                 for job in claimed:
                     self._hold(job)
                 self._start_ready()
@@ -104,6 +109,24 @@ class QueueRunner:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
             except TimeoutError:
                 self._maybe_more = True  # the poll: notifications are only hints
+
+    async def _claim(self, types: list[str], limit: int) -> list[ClaimedJob]:
+        if not self._fair:
+            return await self._store.claim(self.queue.name, types, limit, self._worker_id)
+        claimed = await self._store.claim_fair(
+            self.queue.name,
+            types,
+            limit,
+            self._worker_id,
+            cap=self.queue.tenant_concurrency,
+            after=self._after,
+        )
+        if claimed:
+            # The last tenant in the claim's turn order (after the cursor
+            # first, then from the start): the next claim starts after it.
+            after = self._after
+            self._after = max((j.tenant_id for j in claimed), key=lambda t: (t <= after, t))
+        return claimed
 
     def _claim_plan(self) -> tuple[int, list[str]]:
         """How many jobs to claim now, and of which types."""
@@ -151,6 +174,11 @@ class QueueRunner:
             await self._settle(attempt.job, outcome)
         finally:
             self.held.pop(attempt.job.id, None)
+            if self.queue.tenant_concurrency is not None:
+                # Settled: the tenant has room under its cap again (the cap
+                # counts active rows, so a claim before this would not see it).
+                self._maybe_more = True
+                self._wake.set()
 
     def take_buffered(self) -> list[Attempt]:
         """Remove claimed jobs that have not started (to release them)."""

@@ -8,12 +8,13 @@ import contextlib
 import gc
 import signal
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import structlog
 
 from queue_service.core.catalog import QueueConfig
+from queue_service.core.config_text import suggestion
 from queue_service.processors.deps import ProcessorDeps
 from queue_service.processors.registry import Registry, load_registry
 from queue_service.providers import Providers
@@ -27,6 +28,7 @@ from queue_service.runtime.outbound import SharedGate
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
 from queue_service.store import Database, Store
+from queue_service.store.fair import ensure_fair_indexes
 from queue_service.store.session import LeaderSession
 
 log = structlog.get_logger("queue_service.service")
@@ -101,6 +103,42 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+def apply_fairness(registry: Registry, settings: Settings) -> None:
+    """Set fair queues and per-tenant caps from the settings (decision 0020);
+    a queue name the registry does not know is a start-up error."""
+    known = [q.name for q in registry.queues]
+    caps = settings.tenant_concurrency
+    for variable, names in (
+        ("QUEUE_SERVICE_FAIR_QUEUES", settings.fair_queues),
+        ("QUEUE_SERVICE_TENANT_CONCURRENCY", caps.keys()),
+    ):
+        for name in sorted(set(names) - set(known)):
+            raise ValueError(
+                f"{variable} names queue {name!r}, which is not configured"
+                + suggestion(name, known, otherwise=f"queues: {', '.join(known)}")
+            )
+    for queue in registry.queues:
+        fair = queue.fair or queue.name in settings.fair_queues
+        cap = caps.get(queue.name, queue.tenant_concurrency)
+        if (fair, cap) != (queue.fair, queue.tenant_concurrency):
+            registry.add_queue(replace(queue, fair=fair, tenant_concurrency=cap))
+
+
+async def build_fair_indexes(runtime: Runtime, queues: Iterable[QueueConfig]) -> None:
+    """Build the partial indexes of the fair ones among ``queues`` if they
+    are missing (decision 0020): CREATE INDEX CONCURRENTLY, as the connecting
+    user, on the direct connection when there is one (the build holds a
+    session advisory lock, which PgBouncer's transaction mode would lose)."""
+    conninfo = runtime.listen_conninfo or runtime.conninfo
+    for queue in queues:
+        if not queue.is_fair:
+            continue
+        capped = queue.tenant_concurrency is not None
+        built = await asyncio.to_thread(ensure_fair_indexes, conninfo, queue.name, capped=capped)
+        if built:
+            log.info("fair queue indexes built", queue=queue.name, indexes=built)
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: Settings,
@@ -124,6 +162,7 @@ async def open_runtime(
         extra=extra_processors,
         queue_overrides=queue_overrides,
     )
+    apply_fairness(registry, settings)
     await db.open()
     runtime = Runtime(settings, conninfo, db, store, registry, JobManager(store, registry))
     try:
@@ -146,6 +185,7 @@ async def run_until_stopped(
     ``started`` is set once the workers are claiming."""
     settings = runtime.settings
     names = queues if queues is not None else [q.name for q in runtime.registry.queues]
+    await build_fair_indexes(runtime, (runtime.registry.queue(n) for n in names))
     worker = Worker(
         runtime.manager,
         [runtime.registry.queue(n) for n in names],

@@ -6,6 +6,7 @@ from queue_service.store.admin import AdminStore
 from queue_service.store.alerts import AlertStore
 from queue_service.store.auth import NonceRepository
 from queue_service.store.db import Conn, Database
+from queue_service.store.fair import FairStore
 from queue_service.store.jobs import JobStore
 from queue_service.store.messages import MessageStore
 from queue_service.store.metrics import MetricsStore
@@ -20,6 +21,7 @@ from queue_service.store.webhooks import WebhookStore
 
 class Store(
     JobStore,
+    FairStore,
     AdminStore,
     NonceRepository,
     ReportStore,
