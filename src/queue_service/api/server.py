@@ -11,6 +11,8 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from queue_service.errors import StartupError
+
 log = structlog.get_logger("queue_service.api")
 
 
@@ -45,8 +47,14 @@ async def serve_http(
         try:
             await server.serve()
         except SystemExit:
-            # uvicorn exits the process when it cannot bind; say why instead.
-            raise RuntimeError(f"the HTTP API could not listen on {host}:{port}") from None
+            # uvicorn exits the process when it cannot bind (after logging the
+            # OS's reason); say what to do instead.
+            raise StartupError(
+                f"the HTTP API cannot listen on {host}:{port} (QUEUE_SERVICE_HOST,"
+                " QUEUE_SERVICE_PORT): the port is in use or the address is not this host's",
+                "stop the process that holds it, or set QUEUE_SERVICE_PORT to a free port",
+                exit_code=1,
+            ) from None
 
     stopper = asyncio.create_task(stop_when_told())
     serving = asyncio.create_task(serve())
