@@ -156,6 +156,13 @@ def test_bad_setting_values_name_the_variable(command: str, database_url: str) -
     assert "QUEUE_SERVICE_POOL_SIZE" in message(done)
 
 
+def test_an_api_without_a_jwt_key_in_production_names_the_settings(database_url: str) -> None:
+    done = run("api", DATABASE_URL=database_url, JWT_SECRET="", QUEUE_SERVICE_ENV="production")
+    assert done.returncode == 2
+    said = message(done)
+    assert "no JWT key: set JWT_SECRET (or JWT_SECRET_FILE)" in said
+
+
 @pytest.mark.parametrize("command", ["serve", "worker", "enqueue"])
 def test_missing_migrations_say_to_run_migrate(command: str, empty_database_url: str) -> None:
     done = run(
