@@ -147,6 +147,18 @@ def test_a_busy_port_is_one_message_not_a_traceback(
     assert done.returncode == 1
     said = message(done)
     assert f"cannot listen on 127.0.0.1:{busy_port}" in said and "QUEUE_SERVICE_PORT" in said
+    assert "the port is in use" in said
+    # Refused before the database is opened or a worker claims anything.
+    assert "applied migrations" not in done.stderr and "worker started" not in done.stderr
+
+
+def test_a_host_that_is_not_this_machine_s_is_a_configuration_error(database_url: str) -> None:
+    done = run(
+        "api", DATABASE_URL=database_url, QUEUE_SERVICE_HOST="192.0.2.1", QUEUE_SERVICE_PORT="8080"
+    )
+    assert done.returncode == 2
+    said = message(done)
+    assert "cannot listen on 192.0.2.1:8080" in said and "not one of this host's" in said
 
 
 @pytest.mark.parametrize("command", ["serve", "worker", "enqueue"])

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from queue_service.api.app import create_app
-from queue_service.api.server import serve_http
+from queue_service.api.server import check_can_listen, serve_http
 from queue_service.api.state import ApiState, build_api_state
 from queue_service.cli.app import (
     app,
@@ -80,6 +80,8 @@ def _serve(
         _check_providers(settings)
     if leader:
         _check_leader_session(settings, command)
+    if http:
+        check_can_listen(settings.queue_service_host, settings.queue_service_port)
     if workers and settings.database_listen_url is not None:
         check_database(
             settings.database_listen_url.get_secret_value(), setting="DATABASE_LISTEN_URL"
