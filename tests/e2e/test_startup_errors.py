@@ -175,6 +175,20 @@ def test_an_api_without_a_jwt_key_in_production_names_the_settings(database_url:
     assert "no JWT key: set JWT_SECRET (or JWT_SECRET_FILE)" in said
 
 
+@pytest.mark.parametrize("command", ["serve", "enqueue"])
+def test_processors_that_cannot_be_imported_name_the_setting(
+    command: str, database_url: str
+) -> None:
+    done = run(
+        *COMMANDS[command],
+        DATABASE_URL=database_url,
+        QUEUE_SERVICE_PROCESSORS="no_such_module:PROCESSORS",
+    )
+    assert done.returncode == 2
+    said = message(done)
+    assert "cannot import 'no_such_module'" in said and "QUEUE_SERVICE_PROCESSORS" in said
+
+
 @pytest.mark.parametrize("command", ["serve", "worker", "enqueue"])
 def test_missing_migrations_say_to_run_migrate(command: str, empty_database_url: str) -> None:
     done = run(

@@ -15,6 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from queue_service.cli.failures import report
 from queue_service.errors import QueueServiceError, StartupError
 from queue_service.runtime.service import (
     Runtime,
@@ -101,11 +102,9 @@ def run_on_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True)
     try:
         with cli_database(settings) as conninfo:
             return asyncio.run(main(conninfo))
-    except StartupError:
-        raise  # printed by cli/failures.py, with its own exit code
     except QueueServiceError as exc:
-        err.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(1) from None
+        # A refused operation (1), or a start-up failure with its own code.
+        raise typer.Exit(report(exc, err)) from None
 
 
 def json_object_option(text: str, option: str = "--data") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from queue_service.api.state import ConfigurationError
 from queue_service.errors import QueueServiceError, StartupError
+from queue_service.processors.registry import RegistryError
 from queue_service.settings import debug_requested
 from queue_service.store.embedded import EmbeddedPostgresError
 from queue_service.store.migrate import MigrationError
@@ -38,6 +39,13 @@ def explain(exc: BaseException) -> StartupError:
     if isinstance(exc, EmbeddedPostgresError):
         return StartupError(
             str(exc), "or set DATABASE_URL to a PostgreSQL server of your own", exit_code=1
+        )
+    if isinstance(exc, RegistryError):
+        return StartupError(
+            str(exc),
+            "check QUEUE_SERVICE_PROCESSORS: each module:attribute must be importable by this"
+            " Python (installed, or on PYTHONPATH)",
+            exit_code=2,
         )
     if isinstance(exc, MigrationError):
         return StartupError(str(exc), "", exit_code=1)
