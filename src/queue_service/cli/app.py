@@ -56,7 +56,8 @@ def load_cli_settings() -> Settings:
         problems = []
         for e in exc.errors(include_url=False):
             name = ".".join(str(p) for p in e["loc"]).upper()
-            problems.append(f"{name}: {e['msg']}" if name else str(e["msg"]))
+            said = str(e["msg"]).removeprefix("Value error, ")  # our validators' own words
+            problems.append(f"{name}: {said}" if name else said)
         raise StartupError(
             "configuration error: " + "; ".join(problems),
             "correct the variable (README, Configuration)",
