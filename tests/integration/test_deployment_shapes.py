@@ -112,3 +112,26 @@ async def test_a_worker_that_opts_out_of_the_election_never_leads(
         assert "became leader" not in bystander.logs()
         await asyncio.sleep(0.1)
     assert '"leader_candidate":false' in bystander.logs()
+
+
+async def test_a_worker_behind_pgbouncer_that_opts_out_starts_without_a_listen_url(
+    runtime: Runtime, spawn: Spawn
+) -> None:
+    # QUEUE_SERVICE_PGBOUNCER=true without DATABASE_LISTEN_URL refuses a
+    # candidate (tests/e2e/test_startup_errors.py); opting out is the other way.
+    spawn(
+        "worker",
+        "--queues",
+        "test",
+        QUEUE_SERVICE_WORKER_ID="pooled",
+        QUEUE_SERVICE_PGBOUNCER="true",
+        QUEUE_SERVICE_LEADER_CANDIDATE="false",
+    )
+    echo = await runtime.manager.enqueue(
+        EnqueueRequest(type="test.echo", data={"value": 1}, tenant_id="t1")
+    )
+
+    async def done() -> bool:
+        return (await runtime.manager.get(echo.job_id)).status is JobStatus.COMPLETED
+
+    await eventually(done, timeout=30, what="the opted-out worker to run the job")
