@@ -84,3 +84,20 @@ class JobNotFoundError(QueueServiceError):
 
 class InvalidStateError(QueueServiceError):
     """The job is not in a state that allows the operation."""
+
+
+class StartupError(QueueServiceError):
+    """The configuration or the environment stops a command from starting:
+    what is wrong (naming the setting) and what to do about it.
+
+    Raised where the failure is found (settings, the store's first connection,
+    the HTTP listener); the command line prints it as one or two lines and
+    exits with ``exit_code``: 2 when a setting is wrong, 1 when the
+    environment is not ready (database down, port in use).
+    """
+
+    def __init__(self, problem: str, fix: str, *, exit_code: int = 2) -> None:
+        super().__init__(f"{problem}; {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
+        self.exit_code = exit_code

@@ -22,6 +22,7 @@ from queue_service.core.base58 import is_solana_address
 from queue_service.core.buckets import BreakerPolicy, BucketLimits, parse_limits
 from queue_service.core.config_text import json_object, suggestion
 from queue_service.core.tracing_config import TracingConfig, tracing_config
+from queue_service.errors import StartupError
 
 _SECRET_NAMES = (
     "DATABASE_URL",
@@ -61,8 +62,26 @@ def _read_file_variants() -> dict[str, str]:
     for name in _SECRET_NAMES:
         path = os.environ.get(f"{name}_FILE")
         if path and name not in os.environ:
-            found[name.lower()] = Path(path).read_text("utf-8").strip()
+            try:
+                found[name.lower()] = Path(path).read_text("utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                raise StartupError(
+                    f"{name}_FILE={path} cannot be read: {reason or exc}",
+                    f"create the file (readable by uid {_uid()}), point {name}_FILE at it,"
+                    f" or set {name} itself",
+                ) from exc
     return found
+
+
+def _uid() -> str:
+    return str(os.geteuid()) if hasattr(os, "geteuid") else "this process's user"
+
+
+def debug_requested() -> bool:
+    """Whether QUEUE_SERVICE_LOG_LEVEL=debug asks for tracebacks, read even when
+    the other settings are broken (the command line's error printer asks)."""
+    return os.environ.get("QUEUE_SERVICE_LOG_LEVEL", "").strip().lower() == "debug"
 
 
 def default_data_dir() -> Path:
@@ -93,6 +112,9 @@ class Settings(BaseSettings):
     queue_service_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     queue_service_shutdown_grace_seconds: float = Field(default=25.0, ge=0, le=3600)
     queue_service_leader_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    # Whether this `serve` or `worker` process stands for leader election (the
+    # rescuer, maintenance, schedules, alerts; decision 0022). `api` never does.
+    queue_service_leader_candidate: bool = True
     queue_service_pool_size: int = Field(default=10, ge=2, le=200)
     # Dedicated asyncpg connections for inserts that run alone: one job, or a
     # plain batch (store/lane.py, decision 0008); 0 sends them through the pool.

@@ -132,7 +132,9 @@ def test_database_conninfo_prefers_database_url(scratch_dir: Path) -> None:
 
 
 def test_database_conninfo_runs_embedded_without_database_url(scratch_dir: Path) -> None:
-    settings = Settings(database_url=None, queue_service_data_dir=scratch_dir)
+    settings = Settings(
+        database_url=None, queue_service_data_dir=scratch_dir, queue_service_env="development"
+    )
     with database_conninfo(settings) as conninfo:
         assert "PostgreSQL 18." in _server_version(conninfo)
     assert (scratch_dir / "pgdata" / "PG_VERSION").exists()

@@ -200,8 +200,15 @@ async def test_leadership_fails_over_and_the_new_leader_keeps_rescuing(
     runtime: Runtime, spawn: Spawn
 ) -> None:
     # A worker-only process takes a long job before the serve processes start,
-    # so the job is on a process this test can kill.
-    worker = spawn("worker", "--queues", "test", QUEUE_SERVICE_WORKER_ID="worker")
+    # so the job is on a process this test can kill; it stands aside from the
+    # election, so the two serve processes are the candidates.
+    worker = spawn(
+        "worker",
+        "--queues",
+        "test",
+        QUEUE_SERVICE_WORKER_ID="worker",
+        QUEUE_SERVICE_LEADER_CANDIDATE="false",
+    )
     await registered(runtime, "worker")
     stalled = await runtime.manager.enqueue(
         EnqueueRequest(

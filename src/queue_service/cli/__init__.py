@@ -14,6 +14,7 @@ from queue_service.cli import (
     webhooks,
 )
 from queue_service.cli.app import app
+from queue_service.cli.failures import run_reporting_failures
 
 # `--help` lists the commands in the order an operator meets them.
 ORDER = (
@@ -49,4 +50,4 @@ __all__ = [
 
 
 def main() -> None:
-    app()
+    run_reporting_failures(app)

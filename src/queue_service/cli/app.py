@@ -15,13 +15,15 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from queue_service.errors import QueueServiceError
+from queue_service.cli.failures import report
+from queue_service.errors import QueueServiceError, StartupError
 from queue_service.runtime.service import (
     Runtime,
     open_runtime,
 )
 from queue_service.settings import Settings, load_settings
 from queue_service.store.migrate import apply_migrations
+from queue_service.store.preflight import check_database
 
 app = typer.Typer(
     help="queue-service: a durable PostgreSQL job queue.",
@@ -46,21 +48,36 @@ log = structlog.get_logger("queue_service.cli")
 
 
 def load_cli_settings() -> Settings:
+    """The settings, or a StartupError naming each variable that is wrong
+    (a ``*_FILE`` that cannot be read raises one from load_settings itself)."""
     try:
         return load_settings()
     except ValidationError as exc:
+        problems = []
         for e in exc.errors(include_url=False):
             name = ".".join(str(p) for p in e["loc"]).upper()
-            err.print(f"[red]configuration error[/red]: {name}: {e['msg']}")
-        raise typer.Exit(2) from None
+            said = str(e["msg"]).removeprefix("Value error, ")  # our validators' own words
+            problems.append(f"{name}: {said}" if name else said)
+        raise StartupError(
+            "configuration error: " + "; ".join(problems),
+            "correct the variable (README, Configuration)",
+        ) from None
 
 
 @contextlib.contextmanager
 def cli_database(settings: Settings, *, migrate: bool | None = None) -> Iterator[str]:
+    """The database a command runs on, checked before any pool opens: one
+    quick connection that fails in seconds naming the setting, and with
+    QUEUE_SERVICE_AUTO_MIGRATE=false, a schema that is migrated."""
     from queue_service.store.embedded import database_conninfo
 
+    migrating = migrate if migrate is not None else settings.queue_service_auto_migrate
     with database_conninfo(settings) as conninfo:
-        if migrate if migrate is not None else settings.queue_service_auto_migrate:
+        setting = "DATABASE_URL" if settings.database_url is not None else "the embedded store"
+        check_database(
+            conninfo, setting=setting, require_migrated=migrate is None and not migrating
+        )
+        if migrating:
             applied = apply_migrations(conninfo)
             if applied:
                 err.print(f"applied migrations: {', '.join(applied)}")
@@ -87,8 +104,8 @@ def run_on_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True)
         with cli_database(settings) as conninfo:
             return asyncio.run(main(conninfo))
     except QueueServiceError as exc:
-        err.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(1) from None
+        # A refused operation (1), or a start-up failure with its own code.
+        raise typer.Exit(report(exc, err)) from None
 
 
 def json_object_option(text: str, option: str = "--data") -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from queue_service.api.app import create_app
-from queue_service.api.server import serve_http
-from queue_service.api.state import ApiState, ConfigurationError, build_api_state
+from queue_service.api.server import check_can_listen, serve_http
+from queue_service.api.state import ApiState, build_api_state
 from queue_service.cli.app import (
     app,
     cli_database,
@@ -20,7 +20,7 @@ from queue_service.cli.app import (
     log,
     out,
 )
-from queue_service.errors import QueueServiceError
+from queue_service.errors import StartupError
 from queue_service.observability.tracing import setup_tracing
 from queue_service.providers.status import production_refusal, provider_statuses
 from queue_service.runtime.metrics_server import MetricsServer
@@ -33,7 +33,9 @@ from queue_service.runtime.service import (
     run_until_stopped,
 )
 from queue_service.settings import Settings
+from queue_service.store.embedded import check_database_choice
 from queue_service.store.migrate import apply_migrations
+from queue_service.store.preflight import check_database
 
 
 async def _mark_started(state: ApiState, workers: asyncio.Event, stop: asyncio.Event) -> None:
@@ -49,21 +51,48 @@ async def _mark_started(state: ApiState, workers: asyncio.Event, stop: asyncio.E
             task.cancel()
 
 
-def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool) -> None:
+def _check_leader_session(settings: Settings, command: str) -> None:
+    """A leader candidate behind PgBouncer needs a direct connection for its lock.
+
+    The leader's lock is a session advisory lock: through transaction pooling
+    it lands on whichever server connection, outlives its holder and can be
+    taken twice (docs/scale-out.md). Refused rather than quietly opted out, so
+    a fleet of workers behind PgBouncer is never left with no candidate at all
+    (decision 0022).
+    """
+    if settings.queue_service_pgbouncer and settings.database_listen_url is None:
+        raise StartupError(
+            f"`{command}` is a leader candidate, and QUEUE_SERVICE_PGBOUNCER=true needs"
+            " DATABASE_LISTEN_URL, a direct (or session-mode) connection for its lock",
+            "set DATABASE_LISTEN_URL, or QUEUE_SERVICE_LEADER_CANDIDATE=false for the"
+            " processes that must not lead",
+        )
+
+
+def _serve(
+    command: str, queues: list[str] | None, *, leader: bool, workers: bool, http: bool
+) -> None:
     settings = load_cli_settings()
     configure_cli_logging(settings)
+    leader = leader and settings.queue_service_leader_candidate
+    check_database_choice(settings)  # before the providers: the first thing to fix
     if workers:
         _check_providers(settings)
-    if leader and settings.queue_service_pgbouncer and settings.database_listen_url is None:
-        # The leader's lock is a session advisory lock: through transaction
-        # pooling it lands on whichever server connection, outlives its holder
-        # and can be taken twice (docs/scale-out.md).
-        err.print(
-            "[red]error[/red]: QUEUE_SERVICE_PGBOUNCER=true needs DATABASE_LISTEN_URL, a direct"
-            " (or session-mode) connection for the leader's lock and LISTEN",
-            soft_wrap=True,
+    if leader:
+        _check_leader_session(settings, command)
+    if http:
+        check_can_listen(settings.queue_service_host, settings.queue_service_port)
+    if workers and settings.database_listen_url is not None:
+        check_database(
+            settings.database_listen_url.get_secret_value(), setting="DATABASE_LISTEN_URL"
         )
-        raise typer.Exit(2)
+    log.info(
+        "starting",
+        command=command,
+        leader_candidate=leader,
+        workers=workers,
+        http=http,
+    )
 
     async def main(conninfo: str) -> None:
         stop = asyncio.Event()
@@ -119,9 +148,6 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
             asyncio.Runner(loop_factory=loop_factory(settings)) as r,
         ):
             r.run(main(conninfo))
-    except (QueueServiceError, ConfigurationError) as exc:
-        err.print(f"[red]error[/red]: {exc}")
-        raise typer.Exit(1) from None
     finally:
         if tracing is not None:
             tracing.shutdown()  # exports the spans still queued
@@ -169,13 +195,13 @@ async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -
 @app.command()
 def serve() -> None:
     """Run the HTTP API, workers for every queue and the leader duties (the default)."""
-    _serve(None, leader=True, workers=True, http=True)
+    _serve("serve", None, leader=True, workers=True, http=True)
 
 
 @app.command()
 def api() -> None:
-    """Run the HTTP API only."""
-    _serve(None, leader=False, workers=False, http=True)
+    """Run the HTTP API only (never a leader candidate)."""
+    _serve("api", None, leader=False, workers=False, http=True)
 
 
 @app.command()
@@ -184,9 +210,10 @@ def worker(
         str | None, typer.Option(help="Comma-separated queues (default: all)")
     ] = None,
 ) -> None:
-    """Run workers only (no leader duties, no HTTP API)."""
+    """Run workers (no HTTP API); a leader candidate unless
+    QUEUE_SERVICE_LEADER_CANDIDATE=false."""
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    _serve(names, leader=False, workers=True, http=False)
+    _serve("worker", names, leader=True, workers=True, http=False)
 
 
 @app.command()

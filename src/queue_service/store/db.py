@@ -15,7 +15,7 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg.types.json import set_json_dumps, set_json_loads
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from queue_service.store.lane import InsertLane
 
@@ -99,7 +99,14 @@ class Database:
         )
 
     async def open(self, wait_seconds: float = 30.0) -> None:
-        await self.pool.open(wait=True, timeout=wait_seconds)
+        """Open the pool with its first connections, or raise StartupError
+        saying why they could not be made (e.g. the server's connection limit)."""
+        try:
+            await self.pool.open(wait=True, timeout=wait_seconds)
+        except PoolTimeout as exc:
+            from queue_service.store.preflight import database_failure
+
+            raise database_failure(exc, self.conninfo) or exc from None
 
     async def close(self) -> None:
         if self.lane is not None:

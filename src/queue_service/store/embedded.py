@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from queue_service.errors import StartupError
+
 if TYPE_CHECKING:
     from queue_service.settings import Settings
 
@@ -135,16 +137,23 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
 @contextlib.contextmanager
 def database_conninfo(settings: Settings) -> Iterator[str]:
     """Yield DATABASE_URL, or else the conninfo of an embedded server run for the duration."""
+    check_database_choice(settings)
     if settings.database_url is not None:
         yield settings.database_url.get_secret_value()
         return
-    if not settings.is_development:
-        logger.warning(
-            "DATABASE_URL is not set: using the embedded development store; "
-            "set DATABASE_URL for production"
-        )
     with start_embedded(settings.data_dir / "pgdata") as server:
         yield server.conninfo
+
+
+def check_database_choice(settings: Settings) -> None:
+    """Production names its PostgreSQL: a payments service must never run on a
+    private throwaway database by accident (issue 10)."""
+    if settings.database_url is None and not settings.is_development:
+        raise StartupError(
+            "QUEUE_SERVICE_ENV=production needs DATABASE_URL (or DATABASE_URL_FILE)",
+            "set it to your PostgreSQL, e.g. postgresql://USER:PASSWORD@HOST:5432/DATABASE;"
+            " for the embedded development store set QUEUE_SERVICE_ENV=development",
+        )
 
 
 def _is_root() -> bool:
