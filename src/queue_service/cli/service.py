@@ -66,8 +66,8 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
         raise typer.Exit(2)
 
     async def main(conninfo: str) -> None:
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
+        stop, force = asyncio.Event(), asyncio.Event()
+        install_signal_handlers(stop, force)
         async with open_runtime(settings, conninfo) as runtime:
             for name in queues or []:
                 runtime.registry.queue(name)
@@ -91,7 +91,12 @@ def _serve(queues: list[str] | None, *, leader: bool, workers: bool, http: bool)
                 tasks.append(
                     asyncio.create_task(
                         run_until_stopped(
-                            runtime, stop, queues=queues, leader=leader, started=workers_started
+                            runtime,
+                            stop,
+                            queues=queues,
+                            leader=leader,
+                            started=workers_started,
+                            force=force,
                         )
                     )
                 )
