@@ -12,6 +12,7 @@ from queue_service.api.app import create_app
 from queue_service.api.server import serve_http
 from queue_service.api.state import ApiState, ConfigurationError, build_api_state
 from queue_service.cli.app import (
+    SETTINGS_HELP,
     app,
     cli_database,
     configure_cli_logging,
@@ -20,6 +21,7 @@ from queue_service.cli.app import (
     log,
     out,
 )
+from queue_service.cli.progress import migrate_with_progress
 from queue_service.errors import QueueServiceError
 from queue_service.observability.tracing import setup_tracing
 from queue_service.providers.status import production_refusal, provider_statuses
@@ -33,7 +35,6 @@ from queue_service.runtime.service import (
     run_until_stopped,
 )
 from queue_service.settings import Settings
-from queue_service.store.migrate import apply_migrations
 
 
 async def _mark_started(state: ApiState, workers: asyncio.Event, stop: asyncio.Event) -> None:
@@ -171,19 +172,19 @@ async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -
                 raise task.exception()  # type: ignore[misc]
 
 
-@app.command()
+@app.command(epilog=SETTINGS_HELP)
 def serve() -> None:
     """Run the HTTP API, workers for every queue and the leader duties (the default)."""
     _serve(None, leader=True, workers=True, http=True)
 
 
-@app.command()
+@app.command(epilog=SETTINGS_HELP)
 def api() -> None:
     """Run the HTTP API only."""
     _serve(None, leader=False, workers=False, http=True)
 
 
-@app.command()
+@app.command(epilog=SETTINGS_HELP)
 def worker(
     queues: Annotated[
         str | None, typer.Option(help="Comma-separated queues (default: all)")
@@ -239,5 +240,5 @@ def migrate() -> None:
     """Apply pending schema migrations and exit."""
     settings = load_cli_settings()
     with cli_database(settings, migrate=False) as conninfo:
-        applied = apply_migrations(conninfo)
+        applied = migrate_with_progress(conninfo)
     out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
