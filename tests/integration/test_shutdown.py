@@ -51,7 +51,8 @@ async def test_draining_says_how_long_it_waits_for_how_many_jobs_and_each_that_e
     runtime: Runtime, spawn: Spawn
 ) -> None:
     worker = spawn("worker", "--queues", "test", QUEUE_SERVICE_SHUTDOWN_GRACE_SECONDS="20")
-    quick, slow = await sleeping_jobs(runtime, 0.5, 1.5)
+    # Long enough to be still running when the signal lands on a busy machine.
+    quick, slow = await sleeping_jobs(runtime, 3, 6)
     await all_active(runtime, [quick, slow])
 
     worker.signal(signal.SIGTERM)
@@ -61,7 +62,7 @@ async def test_draining_says_how_long_it_waits_for_how_many_jobs_and_each_that_e
     order = [
         "signal received, draining (send it again to force the exit)",
         "draining: waiting up to 20 s for 2 running jobs",
-        "draining: 1 running jobs left",
+        "draining: 1 running job left",
         "draining: 0 running jobs left",
         "worker stopped",
     ]

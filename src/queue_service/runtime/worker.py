@@ -139,7 +139,7 @@ class Worker:
         running = self._running_count()
         if running and not force.is_set():
             log.info(
-                f"draining: waiting up to {self._grace:g} s for {running} running jobs",
+                f"draining: waiting up to {self._grace:g} s for {_jobs(running)}",
                 grace_seconds=self._grace,
                 jobs=running,
             )
@@ -178,9 +178,9 @@ class Worker:
         if not left:
             return
         if forced:
-            log.warning(f"forcing the exit: releasing {len(left)} running jobs", jobs=len(left))
+            log.warning(f"forcing the exit: releasing {_jobs(len(left))}", jobs=len(left))
         else:
-            log.warning(f"grace period over, releasing {len(left)} unfinished jobs", jobs=len(left))
+            log.warning(f"grace period over, releasing {_jobs(len(left))}", jobs=len(left))
         for attempt in left:
             attempt.stop("shutdown")
 
@@ -204,7 +204,7 @@ class Worker:
                 )
                 now_left = sum(1 for t in tasks if not t.done())
                 if now_left < left and not force.is_set():
-                    log.info(f"draining: {now_left} running jobs left", jobs=now_left)
+                    log.info(f"draining: {_jobs(now_left)} left", jobs=now_left)
                 left = now_left
         finally:
             forced.cancel()
@@ -386,6 +386,10 @@ class Worker:
         elif channel == CONTROL_CHANNEL and payload.startswith("cancel:"):
             with contextlib.suppress(ValueError):
                 self.cancel(UUID(payload.removeprefix("cancel:")))
+
+
+def _jobs(n: int) -> str:
+    return f"{n} running job" if n == 1 else f"{n} running jobs"
 
 
 async def _until(aw: Awaitable[Any], seconds: float, force: asyncio.Event | None) -> bool:
