@@ -93,6 +93,19 @@ async def test_a_single_job_s_schema_errors_name_their_fields_without_an_index(a
     ]
 
 
+async def test_a_single_job_refused_by_its_type_names_the_field(api: Api) -> None:
+    response = await api.client.post(
+        "/jobs",
+        json={"type": "test.fail", "data": {"mode": 3}},
+        headers=api.auth("a1", TENANT, "admin"),
+    )
+
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error["field"] == "data" and "data.mode" in error["detail"]
+    assert "index" not in error
+
+
 async def test_a_batch_reusing_a_key_for_another_payload_names_the_jobs_holding_it(
     api: Api,
 ) -> None:

@@ -205,7 +205,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         status = next(DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS)
-        return problem_response(status, str(exc), request)
+        field = exc.field if isinstance(exc, EnqueueError) else None
+        extensions = {"errors": [{"field": field, "detail": str(exc)}]} if field else None
+        return problem_response(status, str(exc), request, extensions=extensions)
 
     for error_class in DOMAIN_STATUS:
         app.add_exception_handler(error_class, on_domain_error)
