@@ -11,12 +11,13 @@ Usage::
         )
 
 Each request is signed afresh (new timestamp and nonce), so a retry is a new
-request: pass ``idempotency_key`` to make retrying an enqueue safe.
+request: pass ``idempotency_key`` to make retrying an enqueue safe. An error
+answer raises ``ApiError`` with the server's problem details.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,6 +26,43 @@ import orjson
 
 from queue_service.api.auth.principal import parse_identifier
 from queue_service.core.signing import sign_request
+
+
+class ApiError(Exception):
+    """An error answer from the API: its RFC 9457 problem details.
+
+    ``errors`` lists bad fields (a batch's with their job ``index``),
+    ``retry_after`` the seconds a 429 or 503 asks to wait; ``problem`` is the
+    whole body as sent."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        problem = _problem_of(response)
+        self.status: int = response.status_code
+        self.title: str = str(problem.get("title") or response.reason_phrase)
+        self.detail: str = str(problem.get("detail") or response.text[:500])
+        self.type: str = str(problem.get("type") or "about:blank")
+        self.request_id: str | None = problem.get("request_id") or response.headers.get(
+            "x-request-id"
+        )
+        self.errors: list[dict[str, Any]] = list(problem.get("errors") or [])
+        retry_after = response.headers.get("retry-after", "")
+        self.retry_after: int | None = int(retry_after) if retry_after.isdigit() else None
+        self.problem: dict[str, Any] = problem
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"{self.status} {self.title}: {self.detail}"
+        return f"{text} (request id {self.request_id})" if self.request_id else text
+
+
+def _problem_of(response: httpx.Response) -> dict[str, Any]:
+    """The problem+json body, or nothing if the body is something else (a
+    proxy's HTML page, say)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 class ServiceClient:
@@ -72,15 +110,22 @@ class ServiceClient:
         """POST /jobs; the created (or idempotently existing) job as JSON.
 
         ``fields`` are the optional enqueue fields: queue, priority,
-        idempotency_key, run_at or delay_ms, max_attempts. Raises
-        httpx.HTTPStatusError for an error response.
+        idempotency_key, run_at or delay_ms, max_attempts. Raises ApiError
+        for an error response.
         """
         response = await self.request(
             "POST", "/jobs", {"type": job_type, "data": dict(data), **fields}
         )
-        response.raise_for_status()
-        job: dict[str, Any] = response.json()
+        job: dict[str, Any] = _json_or_raise(response)
         return job
+
+    async def enqueue_batch(self, jobs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """POST /jobs/batch: up to 100 jobs (each ``{"type", "data", ...}``),
+        all or none; the created jobs in order. Raises ApiError, whose
+        ``errors`` name every bad job by index."""
+        response = await self.request("POST", "/jobs/batch", {"jobs": [dict(j) for j in jobs]})
+        created: list[dict[str, Any]] = _json_or_raise(response)["jobs"]
+        return created
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -95,3 +140,9 @@ class ServiceClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def _json_or_raise(response: httpx.Response) -> Any:
+    if response.is_error:
+        raise ApiError(response)
+    return response.json()

@@ -58,19 +58,33 @@ class LeaseLostError(QueueServiceError):
 
 
 class EnqueueError(QueueServiceError):
-    """An enqueue was refused; nothing was written."""
+    """An enqueue was refused; nothing was written. ``field`` names the
+    request field at fault, when one is (what a batch's problem reports)."""
+
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        if field is not None:
+            self.field = field
 
 
 class UnknownJobTypeError(EnqueueError):
     """No processor is registered for the job type."""
 
+    field = "type"
+
 
 class InvalidPayloadError(EnqueueError):
     """The job's data does not match its type's payload model."""
 
+    field = "data"
+
 
 class IdempotencyConflictError(EnqueueError):
     """The idempotency key is in use for a different payload."""
+
+    field = "idempotency_key"
 
     def __init__(self, key: str, existing_job_id: str) -> None:
         super().__init__(f"idempotency key {key!r} was used for a different payload")

@@ -14,7 +14,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from queue_service.api.auth import AuthError, HmacVerifier, canonical_string, sign_request
-from queue_service.client import ServiceClient
+from queue_service.client import ApiError, ServiceClient
 from queue_service.core.signing import SIGNATURE_HEADERS, signed_path
 from tests.support.nonces import MemoryNonceStore
 
@@ -403,7 +403,7 @@ async def test_a_service_client_request_verifies_on_the_server(
     ]
 
 
-async def test_an_enqueue_error_response_raises() -> None:
+async def test_an_enqueue_error_response_raises_the_problem() -> None:
     async def server(request: httpx.Request) -> httpx.Response:
         return httpx.Response(422, json={"detail": "unknown job type"})
 
@@ -414,5 +414,28 @@ async def test_an_enqueue_error_response_raises() -> None:
         "venue-7",
         transport=httpx.MockTransport(server),
     ) as client:
-        with pytest.raises(httpx.HTTPStatusError):
+        with pytest.raises(ApiError) as raised:
             await client.enqueue("nope", {})
+    assert (raised.value.status, raised.value.detail) == (422, "unknown job type")
+    assert raised.value.title == "Unprocessable Entity"  # no title sent: the reason phrase
+
+
+async def test_an_error_that_is_not_a_problem_still_raises_with_its_text() -> None:
+    async def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            502, text="<html>bad gateway</html>", headers={"x-request-id": "req-1"}
+        )
+
+    async with ServiceClient(
+        "http://queue.test",
+        "order-service",
+        ORDER,
+        "venue-7",
+        transport=httpx.MockTransport(server),
+    ) as client:
+        with pytest.raises(ApiError) as raised:
+            await client.enqueue("email.send", {})
+    error = raised.value
+    assert (error.status, error.title, error.request_id) == (502, "Bad Gateway", "req-1")
+    assert error.detail == "<html>bad gateway</html>"
+    assert error.problem == {} and error.errors == []

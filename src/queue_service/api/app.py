@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from queue_service.api import dashboard
 from queue_service.api.bodylimit import BodyLimitMiddleware
+from queue_service.api.docs import install_docs
 from queue_service.api.problems import install_problem_handlers
 from queue_service.api.requestid import RequestIdMiddleware
 from queue_service.api.routes import (
@@ -43,9 +44,13 @@ def create_app(state: ApiState) -> FastAPI:
         # FastAPI's own telemetry would trace whenever any global provider is
         # set, and its logs export rejected bodies as sent: off (decision 0015).
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Served from vendored files instead of a CDN (api/docs.py).
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.api = state
     install_problem_handlers(app)
+    install_docs(app)
     routers = (
         jobs.router,
         queues.router,

@@ -40,6 +40,25 @@ TITLES = {
 }
 
 
+class FieldProblem(BaseModel):
+    """One bad value: ``index`` is the job's position in a batch's ``jobs``."""
+
+    index: int | None = None
+    field: str
+    detail: str
+
+
+class ExceededLimit(BaseModel):
+    """The request-rate window a 429 ran into."""
+
+    scope: str  # "tenant", or "user" / "service": the caller's share of it
+    key: str
+    group: str
+    limit: int
+    window_seconds: int
+    retry_after: int
+
+
 class ProblemModel(BaseModel):
     """RFC 9457 problem details (the OpenAPI schema of every error)."""
 
@@ -49,10 +68,14 @@ class ProblemModel(BaseModel):
     detail: str
     instance: str | None = None
     request_id: str | None = None
+    # Extension members (RFC 9457 §3.2), present when they apply.
+    errors: list[FieldProblem] | None = None
+    rate_limit: list[ExceededLimit] | None = None
 
 
 class Problem(Exception):
-    """Raise to answer with a problem; ``headers`` ride along (Retry-After...)."""
+    """Raise to answer with a problem; ``headers`` ride along (Retry-After...),
+    ``extensions`` are extra members of the body (``errors``, ``rate_limit``)."""
 
     def __init__(
         self,
@@ -61,12 +84,14 @@ class Problem(Exception):
         *,
         headers: dict[str, str] | None = None,
         type_: str = "about:blank",
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers or {}
         self.type = type_
+        self.extensions = extensions or {}
 
 
 def problem_response(
@@ -75,6 +100,7 @@ def problem_response(
     request: Request | None = None,
     headers: dict[str, str] | None = None,
     type_: str = "about:blank",
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": type_,
@@ -85,6 +111,8 @@ def problem_response(
     }
     if request is not None:
         body["instance"] = request.url.path
+    if extensions:
+        body.update(extensions)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -108,10 +136,29 @@ DOMAIN_STATUS: dict[type[Exception], int] = {
 
 def _validation_detail(exc: RequestValidationError) -> str:
     parts = []
-    for err in exc.errors()[:10]:
+    errors = exc.errors()
+    for err in errors[:10]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
         parts.append(f"{loc}: {err.get('msg', 'invalid')}" if loc else str(err.get("msg")))
+    if len(errors) > 10:
+        parts.append(f"and {len(errors) - 10} more (see errors)")
     return "; ".join(parts) or "invalid request"
+
+
+def field_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """Every validation error as an ``errors`` item; a batch job's position
+    (``body.jobs.3.priority``) becomes its ``index``, so all bad jobs are named."""
+    items = []
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if p != "body"]
+        item: dict[str, Any] = {}
+        if len(loc) >= 2 and loc[0] == "jobs" and isinstance(loc[1], int):
+            item["index"] = loc[1]
+            loc = loc[2:]
+        item["field"] = ".".join(str(p) for p in loc) or "body"
+        item["detail"] = str(err.get("msg", "invalid"))
+        items.append(item)
+    return items
 
 
 def _body_not_json(request: Request, exc: RequestValidationError) -> bool:
@@ -128,7 +175,9 @@ def _body_not_json(request: Request, exc: RequestValidationError) -> bool:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.detail, request, exc.headers, exc.type)
+        return problem_response(
+            exc.status, exc.detail, request, exc.headers, exc.type, exc.extensions
+        )
 
     @app.exception_handler(AuthError)
     async def on_auth(request: Request, exc: AuthError) -> JSONResponse:
@@ -143,7 +192,12 @@ def install_problem_handlers(app: FastAPI) -> None:
             return problem_response(
                 415, "the body must be JSON: send it with Content-Type: application/json", request
             )
-        return problem_response(422, _validation_detail(exc), request)
+        return problem_response(
+            422,
+            _validation_detail(exc),
+            request,
+            extensions={"errors": field_problems(exc)},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -151,7 +205,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
         status = next(DOMAIN_STATUS[c] for c in type(exc).__mro__ if c in DOMAIN_STATUS)
-        return problem_response(status, str(exc), request)
+        field = exc.field if isinstance(exc, EnqueueError) else None
+        extensions = {"errors": [{"field": field, "detail": str(exc)}]} if field else None
+        return problem_response(status, str(exc), request, extensions=extensions)
 
     for error_class in DOMAIN_STATUS:
         app.add_exception_handler(error_class, on_domain_error)

@@ -15,6 +15,7 @@ from fastapi import Depends, Request, Response
 
 from queue_service.api.auth.principal import AuthError, Principal, Role
 from queue_service.api.problems import Problem
+from queue_service.api.ratelimit import Count
 from queue_service.api.state import ApiState
 from queue_service.core.signing import HEADER_SERVICE, signed_path
 from queue_service.settings import Settings
@@ -154,11 +155,46 @@ async def _count(state: ApiState, caller: Principal, group: Group, response: Res
     if over:
         raise Problem(
             429,
-            f"rate limit exceeded for {over[0].key!r}: {over[0].limit} "
-            f"requests per {RATE_WINDOW_SECONDS} s",
+            "; ".join(_exceeded(state.settings, caller, w, reset) for w in over),
             headers={**headers, "Retry-After": str(reset)},
+            extensions={
+                "rate_limit": [
+                    {
+                        "scope": _scope_of(caller, w.key),
+                        "key": w.key,
+                        "group": group,
+                        "limit": w.limit,
+                        "window_seconds": RATE_WINDOW_SECONDS,
+                        "retry_after": reset,
+                    }
+                    for w in over
+                ]
+            },
         )
     response.headers.update(headers)
+
+
+def _scope_of(caller: Principal, key: str) -> str:
+    """Whose window a key is: the tenant's, or the caller's share of it."""
+    if ":" not in key:
+        return "tenant"
+    return "service" if caller.is_service else "user"
+
+
+def _exceeded(settings: Settings, caller: Principal, window: Count, retry_after: int) -> str:
+    """A 429's detail: which window, whose, its limit and when to retry."""
+    group = window.key.partition(":")[0]
+    per = f"{window.limit} {group} requests per {RATE_WINDOW_SECONDS} s"
+    if ":" not in window.key:
+        who = f"tenant {caller.tenant_id!r} (all its users and services together)"
+    else:
+        share = settings.queue_service_rate_limit_user_share
+        whose = _scope_of(caller, window.key)
+        who = f"{whose} {caller.subject!r} (a {share:g} share of the tenant's)"
+    return (
+        f"rate limit exceeded for bucket {window.key!r}: {who} may make {per};"
+        f" retry after {retry_after} s"
+    )
 
 
 AnyRole = Annotated[Principal, Depends(allow("admin", "venue_admin", "user"))]

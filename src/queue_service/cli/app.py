@@ -40,6 +40,13 @@ webhooks_app = typer.Typer(
     help="Webhook endpoints per tenant: list, add, remove, enable, rotate.", no_args_is_help=True
 )
 app.add_typer(webhooks_app, name="webhooks")
+# Where a process command's --help sends readers for its settings.
+SETTINGS_HELP = (
+    "Configured by environment variables (each secret also as NAME_FILE, a path to"
+    " read it from): every setting, its default and meaning is in the README's"
+    " 'Configuration' table; docs/contract.md §10 lists the stable names,"
+    " docs/deployment.md the container defaults."
+)
 # Piped output (CI logs, files) gets room for the whole table, not 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)

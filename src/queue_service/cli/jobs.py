@@ -18,6 +18,8 @@ from queue_service.cli.app import (
     out,
     run_on_runtime,
 )
+from queue_service.cli.progress import progress_bar
+from queue_service.errors import InvalidStateError
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import (
     Runtime,
@@ -203,3 +205,59 @@ def dlq_delete(dlq_id: UUID) -> None:
         err.print(f"[red]error[/red]: no dead letter {dlq_id}")
         raise typer.Exit(1)
     out.print(f"deleted {dlq_id}")
+
+
+@dlq_app.command("replay-all")
+def dlq_replay_all(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant")] = None,
+    queue: Annotated[str | None, typer.Option()] = None,
+    job_type: Annotated[str | None, typer.Option("--type")] = None,
+    error: Annotated[str | None, typer.Option(help="Only errors containing this text")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many")] = 100,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Replay them (without it: a dry run that counts)")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Replay every matching dead letter not yet replayed, newest first."""
+
+    async def go(rt: Runtime) -> tuple[int, list[tuple[UUID, UUID]], int]:
+        if queue is not None:
+            rt.registry.queue(queue)  # an unknown queue is an error, not "0 matched"
+        entries = await rt.store.list_dead_letters(
+            tenant,
+            limit,
+            queue=queue,
+            job_type=job_type,
+            error_contains=error,
+            unreplayed_only=True,
+        )
+        replayed: list[tuple[UUID, UUID]] = []
+        skipped = 0
+        if not yes:
+            return len(entries), replayed, skipped
+        with progress_bar(quiet=as_json) as bar:
+            task = bar.add_task("replaying", total=len(entries))
+            for entry in entries:
+                try:
+                    replayed.append(
+                        (entry.id, await rt.manager.replay_dead_letter(entry.id, None, "cli"))
+                    )
+                except InvalidStateError:
+                    skipped += 1  # replayed by someone else meanwhile
+                bar.advance(task)
+        return len(entries), replayed, skipped
+
+    matched, replayed, skipped = run_on_runtime(go)
+    if as_json:
+        report = {
+            "dry_run": not yes,
+            "matched": matched,
+            "replayed": [{"dlq_id": str(d), "job_id": str(j)} for d, j in replayed],
+            "skipped_already_replayed": skipped,
+        }
+        out.print_json(orjson.dumps(report).decode())
+    elif not yes:
+        out.print(f"{matched} dead letters match (dry run: pass --yes to replay them)")
+    else:
+        out.print(f"replayed {len(replayed)} of {matched} ({skipped} already replayed meanwhile)")

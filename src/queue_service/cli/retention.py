@@ -7,10 +7,10 @@ from typing import Annotated
 
 import orjson
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from queue_service.cli.app import app, err, out, run_on_runtime
+from queue_service.cli.app import app, out, run_on_runtime
+from queue_service.cli.progress import progress_bar
 from queue_service.processors.retention import BATCH, PACE, Category, categories, purge
 from queue_service.runtime.service import Runtime
 
@@ -60,14 +60,7 @@ def retention(
     async def run(rt: Runtime) -> dict[str, int]:
         found = categories(rt.store, rt.settings)
         removed: dict[str, int] = {}
-        with Progress(
-            TextColumn("{task.description:<22}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            disable=as_json,
-        ) as bar:
+        with progress_bar(quiet=as_json) as bar:
             tasks = {c.name: bar.add_task(c.name, total=await c.count(cap)) for c in found}
 
             def advance(c: Category, n: int) -> None:

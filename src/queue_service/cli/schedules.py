@@ -3,7 +3,7 @@ the built-in cleanup and maintenance schedules are the _system tenant's."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -60,7 +60,7 @@ def schedules_add(
     data: Annotated[str, typer.Option(help="The job's data, a JSON object")] = "{}",
     timezone: Annotated[str, typer.Option(help="IANA time zone of the cron")] = "UTC",
     misfire: Annotated[
-        str, typer.Option(help="Ticks missed while no leader ran: run_once or skip")
+        Literal["run_once", "skip"], typer.Option(help="Ticks missed while no leader ran")
     ] = "run_once",
     tenant: Annotated[str, typer.Option(help="The schedule's tenant")] = SYSTEM_TENANT,
     inactive: Annotated[

@@ -12,6 +12,7 @@ from queue_service.api.app import create_app
 from queue_service.api.server import check_can_listen, serve_http
 from queue_service.api.state import ApiState, build_api_state
 from queue_service.cli.app import (
+    SETTINGS_HELP,
     app,
     cli_database,
     configure_cli_logging,
@@ -20,6 +21,7 @@ from queue_service.cli.app import (
     log,
     out,
 )
+from queue_service.cli.progress import migrate_with_progress
 from queue_service.errors import StartupError
 from queue_service.observability.tracing import setup_tracing
 from queue_service.providers.status import production_refusal, provider_statuses
@@ -34,7 +36,6 @@ from queue_service.runtime.service import (
 )
 from queue_service.settings import Settings
 from queue_service.store.embedded import check_database_choice
-from queue_service.store.migrate import apply_migrations
 from queue_service.store.preflight import check_database
 
 
@@ -95,8 +96,8 @@ def _serve(
     )
 
     async def main(conninfo: str) -> None:
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
+        stop, force = asyncio.Event(), asyncio.Event()
+        install_signal_handlers(stop, force)
         async with open_runtime(settings, conninfo) as runtime:
             for name in queues or []:
                 runtime.registry.queue(name)
@@ -120,7 +121,12 @@ def _serve(
                 tasks.append(
                     asyncio.create_task(
                         run_until_stopped(
-                            runtime, stop, queues=queues, leader=leader, started=workers_started
+                            runtime,
+                            stop,
+                            queues=queues,
+                            leader=leader,
+                            started=workers_started,
+                            force=force,
                         )
                     )
                 )
@@ -192,19 +198,19 @@ async def _first_failure(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -
                 raise task.exception()  # type: ignore[misc]
 
 
-@app.command()
+@app.command(epilog=SETTINGS_HELP)
 def serve() -> None:
     """Run the HTTP API, workers for every queue and the leader duties (the default)."""
     _serve("serve", None, leader=True, workers=True, http=True)
 
 
-@app.command()
+@app.command(epilog=SETTINGS_HELP)
 def api() -> None:
     """Run the HTTP API only (never a leader candidate)."""
     _serve("api", None, leader=False, workers=False, http=True)
 
 
-@app.command()
+@app.command(epilog=SETTINGS_HELP)
 def worker(
     queues: Annotated[
         str | None, typer.Option(help="Comma-separated queues (default: all)")
@@ -261,5 +267,5 @@ def migrate() -> None:
     """Apply pending schema migrations and exit."""
     settings = load_cli_settings()
     with cli_database(settings, migrate=False) as conninfo:
-        applied = apply_migrations(conninfo)
+        applied = migrate_with_progress(conninfo)
     out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")

@@ -49,11 +49,12 @@ def build_job(registry: Registry, request: EnqueueRequest) -> NewJob:
     proc = registry.processor(request.type)
     opts = proc.options
     if not request.tenant_id:
-        raise EnqueueError("tenant_id is required")
+        raise EnqueueError("tenant_id is required", field="tenant_id")
     if request.queue is not None and request.queue != opts.queue:
         registry.queue(request.queue)  # an unknown queue gets its own message
         raise EnqueueError(
-            f"job type {request.type!r} runs on queue {opts.queue!r}, not {request.queue!r}"
+            f"job type {request.type!r} runs on queue {opts.queue!r}, not {request.queue!r}",
+            field="queue",
         )
     try:
         payload = proc.parse(request.data)
@@ -68,23 +69,25 @@ def build_job(registry: Registry, request: EnqueueRequest) -> NewJob:
         )
     priority = opts.priority if request.priority is None else request.priority
     if not 1 <= priority <= 10:
-        raise EnqueueError("priority must be between 1 (first) and 10 (last)")
+        raise EnqueueError("priority must be between 1 (first) and 10 (last)", field="priority")
     max_attempts = (
         opts.retry.max_attempts if request.max_attempts is None else (request.max_attempts)
     )
     if not 1 <= max_attempts <= MAX_ATTEMPTS_CAP:
-        raise EnqueueError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_CAP}")
+        raise EnqueueError(
+            f"max_attempts must be between 1 and {MAX_ATTEMPTS_CAP}", field="max_attempts"
+        )
     if request.run_at is not None and request.delay_ms is not None:
-        raise EnqueueError("give run_at or delay_ms, not both")
+        raise EnqueueError("give run_at or delay_ms, not both", field="run_at")
     if request.delay_ms is not None and not 0 <= request.delay_ms <= MAX_DELAY_MS:
-        raise EnqueueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}")
+        raise EnqueueError(f"delay_ms must be between 0 and {MAX_DELAY_MS}", field="delay_ms")
     if request.run_at is not None and request.run_at.tzinfo is None:
-        raise EnqueueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)")
+        raise EnqueueError("run_at needs a time zone (e.g. 2026-01-01T12:00:00Z)", field="run_at")
     key = request.idempotency_key
     if key is None and proc.derive_key is not None:
         key = proc.derive_key(payload)
     if key is not None and not 1 <= len(key) <= 255:
-        raise EnqueueError("idempotency_key must be 1 to 255 characters")
+        raise EnqueueError("idempotency_key must be 1 to 255 characters", field="idempotency_key")
     return NewJob(
         tenant_id=request.tenant_id,
         queue=opts.queue,

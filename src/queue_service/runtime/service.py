@@ -180,9 +180,11 @@ async def run_until_stopped(
     queues: list[str] | None = None,
     leader: bool = True,
     started: asyncio.Event | None = None,
+    force: asyncio.Event | None = None,
 ) -> None:
     """Run workers (for ``queues``, default all) and, if asked, leader duties;
-    ``started`` is set once the workers are claiming."""
+    ``started`` is set once the workers are claiming; ``force`` cuts their
+    drain short (a second signal)."""
     settings = runtime.settings
     names = queues if queues is not None else [q.name for q in runtime.registry.queues]
     await build_fair_indexes(runtime, (runtime.registry.queue(n) for n in names))
@@ -208,20 +210,30 @@ async def run_until_stopped(
         )
         leader_task = asyncio.create_task(elected.run(), name="leader")
     try:
-        await worker.run(stop, started)
+        await worker.run(stop, started, force)
     finally:
         if leader_task is not None:
             leader_task.cancel()
             await asyncio.gather(leader_task, return_exceptions=True)
 
 
-def install_signal_handlers(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT start a graceful drain; a second one is left to Python."""
+def install_signal_handlers(stop: asyncio.Event, force: asyncio.Event | None = None) -> None:
+    """SIGTERM or SIGINT starts a graceful drain (``stop``); a second one
+    forces the exit (``force``: held jobs are released at once); a third is
+    left to Python."""
     loop = asyncio.get_running_loop()
 
     def _on_signal(signum: int) -> None:
-        log.info("signal received, draining", signal=signal.Signals(signum).name)
-        stop.set()
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            log.info("signal received, draining (send it again to force the exit)", signal=name)
+            stop.set()
+            if force is not None:
+                return
+        else:
+            log.warning("second signal: forcing the exit, releasing held jobs now", signal=name)
+            if force is not None:
+                force.set()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 

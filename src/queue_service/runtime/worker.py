@@ -89,9 +89,15 @@ class Worker:
         self.failed = 0
         self.snoozed = 0
 
-    async def run(self, stop: asyncio.Event, started: asyncio.Event | None = None) -> None:
+    async def run(
+        self,
+        stop: asyncio.Event,
+        started: asyncio.Event | None = None,
+        force: asyncio.Event | None = None,
+    ) -> None:
         """Work until ``stop`` is set, then drain and release. ``started`` is
-        set once registered and claiming (what /health/startup waits for)."""
+        set once registered and claiming (what /health/startup waits for);
+        ``force`` set while draining cuts the grace period short."""
         await self._register()
         tasks = [asyncio.create_task(r.run(), name=f"runner:{n}") for n, r in self.runners.items()]
         helpers = [
@@ -109,7 +115,7 @@ class Worker:
         )
         crashed = [t for t in done if t is not stopper and t.exception() is not None]
         try:
-            await self._drain(tasks)
+            await self._drain(tasks, force or asyncio.Event())
         finally:
             for task in [stopper, *tasks, *helpers]:
                 task.cancel()
@@ -120,32 +126,88 @@ class Worker:
         if crashed:
             raise crashed[0].exception()  # type: ignore[misc]
 
-    async def _drain(self, runner_loops: list[asyncio.Task[None]]) -> None:
-        """Stop claiming, let running work finish within the grace period,
-        then interrupt the rest and give every unfinished job back."""
+    async def _drain(self, runner_loops: list[asyncio.Task[None]], force: asyncio.Event) -> None:
+        """Stop claiming, let running work finish within the grace period (or
+        until ``force``), then interrupt the rest and give every unfinished
+        job back at once rather than when its lease runs out."""
         for runner in self.runners.values():
             runner.stop_claiming()
         # A claim in flight lands in the buffer: let it, then release it too.
-        await asyncio.wait(runner_loops, timeout=10)
-        buffered = [a for r in self.runners.values() for a in r.take_buffered()]
-        if buffered:
-            await self._write(
-                lambda: self.store.release_many(
-                    [(a.job.id, a.job.lease_token) for a in buffered], self.worker_id
-                )
+        if runner_loops:
+            await _until(asyncio.wait(runner_loops), 10, force)
+        await self._release_buffered()
+        running = self._running_count()
+        if running and not force.is_set():
+            log.info(
+                f"draining: waiting up to {self._grace:g} s for {_jobs(running)}",
+                grace_seconds=self._grace,
+                jobs=running,
             )
+            await self._wait_running(force)
         idle = asyncio.gather(*(r.wait_idle() for r in self.runners.values()))
-        try:
-            await asyncio.wait_for(asyncio.shield(idle), self._grace)
-        except TimeoutError:
-            running = [a for a in self._attempts() if a.task is not None]
-            log.warning("grace period over, releasing unfinished jobs", jobs=len(running))
-            for attempt in running:
-                attempt.stop("shutdown")
+        self._interrupt_the_rest(forced=force.is_set())
+        if not force.is_set():
             await idle
-        await asyncio.wait_for(self.completer.drain(), 30)
+        elif not await _until(idle, 10, None):
+            # A database that does not answer must not hold a forced exit:
+            # what is not released here, the rescuer gives back later.
+            log.warning("forced exit: some jobs could not be released; the rescuer will")
+        if not await _until(self.completer.drain(), 5 if force.is_set() else 30, None):
+            log.warning("completions not acknowledged before exit; the rescuer will retry them")
         for task in list(self._background):
             await task
+
+    async def _release_buffered(self) -> None:
+        """Give back the jobs claimed but not started."""
+        buffered = [a for r in self.runners.values() for a in r.take_buffered()]
+        if not buffered:
+            return
+        released = await self._write(
+            lambda: self.store.release_many(
+                [(a.job.id, a.job.lease_token) for a in buffered], self.worker_id
+            )
+        )
+        for attempt in buffered:
+            if released and attempt.job.id in released:
+                job_log(log, attempt.job).info("job released", reason="claimed, not started")
+
+    def _interrupt_the_rest(self, *, forced: bool) -> None:
+        """Stop the handlers still running: each ends as Released (settled,
+        and logged, by _settle)."""
+        left = [a for a in self._attempts() if a.task is not None and not a.task.done()]
+        if not left:
+            return
+        if forced:
+            log.warning(f"forcing the exit: releasing {_jobs(len(left))}", jobs=len(left))
+        else:
+            log.warning(f"grace period over, releasing {_jobs(len(left))}", jobs=len(left))
+        for attempt in left:
+            attempt.stop("shutdown")
+
+    def _running_count(self) -> int:
+        return sum(r.running for r in self.runners.values())
+
+    async def _wait_running(self, force: asyncio.Event) -> None:
+        """Wait for running attempts to end within the grace period, saying
+        how many are left as each ends; return early when ``force`` is set."""
+        deadline = time.monotonic() + self._grace
+        forced = asyncio.create_task(force.wait())
+        try:
+            left = self._running_count()
+            while left and not force.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                tasks = [a.task for a in self._attempts() if a.task is not None]
+                await asyncio.wait(
+                    [forced, *tasks], timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                now_left = sum(1 for t in tasks if not t.done())
+                if now_left < left and not force.is_set():
+                    log.info(f"draining: {_jobs(now_left)} left", jobs=now_left)
+                left = now_left
+        finally:
+            forced.cancel()
 
     def _attempts(self) -> Iterator[Attempt]:
         for runner in self.runners.values():
@@ -197,6 +259,8 @@ class Worker:
                 lambda: self.store.release_many([(job.id, job.lease_token)], self.worker_id)
             )
             held = bool(done and job.id in done)
+            if held:
+                job_log(log, job).info("job released", reason="interrupted by shutdown")
         elif isinstance(outcome, CompletedInTransaction):
             self.processed += 1
         elif isinstance(outcome, LeaseLost):
@@ -322,3 +386,25 @@ class Worker:
         elif channel == CONTROL_CHANNEL and payload.startswith("cancel:"):
             with contextlib.suppress(ValueError):
                 self.cancel(UUID(payload.removeprefix("cancel:")))
+
+
+def _jobs(n: int) -> str:
+    return f"{n} running job" if n == 1 else f"{n} running jobs"
+
+
+async def _until(aw: Awaitable[Any], seconds: float, force: asyncio.Event | None) -> bool:
+    """Wait for ``aw`` at most ``seconds``, or until ``force`` is set;
+    say whether it finished (if not, it is cancelled)."""
+    task = asyncio.ensure_future(aw)
+    forced = asyncio.create_task(force.wait()) if force is not None else None
+    try:
+        await asyncio.wait(
+            [task] if forced is None else [task, forced],
+            timeout=seconds,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        return task.done()
+    finally:
+        for each in (task, forced):
+            if each is not None and not each.done():
+                each.cancel()

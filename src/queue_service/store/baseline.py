@@ -1,4 +1,4 @@
-"""The plain-SQL baseline loop (shared/bench/plain_sql_baseline.py), in
+"""The plain-SQL baseline loop (the fewest statements a queue can do with), in
 process, so `queue-service bench --baseline` measures the ceiling in the
 same minute against the same server and quotes a ratio.
 

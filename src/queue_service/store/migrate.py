@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -64,8 +65,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-def apply_migrations(conninfo: str) -> list[str]:
-    """Apply every pending migration; return the names of those applied."""
+def apply_migrations(conninfo: str, on_apply: Callable[[str], None] | None = None) -> list[str]:
+    """Apply every pending migration; return the names of those applied.
+    ``on_apply`` hears each name as it starts (the CLI's progress display)."""
     applied: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_ID,))
@@ -83,8 +85,11 @@ def apply_migrations(conninfo: str) -> list[str]:
                             "after it was applied; migrations are forward-only: add a new file"
                         )
                     continue
+                name = f"{migration.version:04d}_{migration.name}"
+                if on_apply is not None:
+                    on_apply(name)
                 _apply_one(conn, migration)
-                applied.append(f"{migration.version:04d}_{migration.name}")
+                applied.append(name)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_ID,))
     return applied

@@ -30,9 +30,10 @@ from queue_service.api.security import (
 )
 from queue_service.api.state import Scope
 from queue_service.core.jobs import Job
+from queue_service.errors import EnqueueError, IdempotencyConflictError
 from queue_service.observability.tracing import current_trace_context, trace_id_of
 from queue_service.processors.registry import UnknownQueueError
-from queue_service.runtime.manager import EnqueueRequest
+from queue_service.runtime.manager import EnqueueRequest, JobManager
 from queue_service.store import Store
 
 router = APIRouter(tags=["jobs"], responses=ERROR_RESPONSES)
@@ -61,6 +62,40 @@ def _request(
         # The request's span, which the job's attempts are children of.
         trace_context=trace_context,
     )
+
+
+@contextmanager
+def _batch_errors(manager: JobManager, body: BatchBody, caller: Principal) -> Iterator[None]:
+    """A batch is refused whole at its first bad job; the problem then names
+    every bad job by index (each is validated again, on this error path only,
+    so a good batch pays nothing for it)."""
+    try:
+        yield
+    except IdempotencyConflictError as exc:
+        errors = [
+            {"index": i, "field": "idempotency_key", "detail": str(exc)}
+            for i, job in enumerate(body.jobs)
+            if job.idempotency_key == exc.key
+        ]
+        raise Problem(409, str(exc), extensions={"errors": errors}) from None
+    except (EnqueueError, UnknownQueueError) as exc:
+        errors = []
+        for i, job in enumerate(body.jobs):
+            try:
+                manager.build(_request(job, caller, None))
+            except UnknownQueueError as bad:
+                errors.append({"index": i, "field": "queue", "detail": str(bad)})
+            except EnqueueError as bad:
+                errors.append({"index": i, "field": bad.field or "body", "detail": str(bad)})
+        if not errors:
+            raise Problem(422, str(exc)) from None
+        named = "; ".join(f"jobs[{e['index']}].{e['field']}: {e['detail']}" for e in errors[:5])
+        more = f"; and {len(errors) - 5} more (see errors)" if len(errors) > 5 else ""
+        raise Problem(
+            422,
+            f"{len(errors)} of {len(body.jobs)} jobs are invalid, none was enqueued: {named}{more}",
+            extensions={"errors": errors},
+        ) from None
 
 
 @contextmanager
@@ -136,7 +171,7 @@ async def _replayed(scope: Scope, job_id: UUID, body: EnqueueBody) -> Job:
 )
 async def enqueue_batch(body: BatchBody, caller: BatchEnqueuer, state: State) -> BatchOut:
     async with state.scope(caller) as scope:
-        with _body_errors():
+        with _batch_errors(scope.manager, body, caller):
             traced = current_trace_context()
             done = await scope.manager.enqueue_many(
                 [_request(j, caller, traced) for j in body.jobs]
