@@ -11,6 +11,7 @@ from queue_service.cli import (
     schedules,
     service,
     tools,
+    types,
     webhooks,
 )
 from queue_service.cli.app import app
@@ -23,6 +24,7 @@ ORDER = (
     "migrate",
     "status",
     "enqueue",
+    "types",
     "pause",
     "resume",
     "retention",
@@ -44,6 +46,7 @@ __all__ = [
     "schedules",
     "service",
     "tools",
+    "types",
     "webhooks",
 ]
 

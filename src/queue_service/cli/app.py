@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from queue_service.errors import QueueServiceError
+from queue_service.processors.registry import configured_registry
 from queue_service.runtime.service import (
     Runtime,
     open_runtime,
@@ -61,7 +62,8 @@ def cli_database(settings: Settings, *, migrate: bool | None = None) -> Iterator
 
     with database_conninfo(settings) as conninfo:
         if migrate if migrate is not None else settings.queue_service_auto_migrate:
-            applied = apply_migrations(conninfo)
+            # The engine's and every configured plug-in's (docs/job-types.md).
+            applied = apply_migrations(conninfo, configured_registry(settings).migration_sets)
             if applied:
                 err.print(f"applied migrations: {', '.join(applied)}")
         yield conninfo
