@@ -34,9 +34,10 @@ from queue_service.testing.jobs import JobRunner
 
 @pytest.fixture(scope="session")
 def queue_service_processors() -> list[object]:
-    """What the tests load besides the installed entry points and
-    QUEUE_SERVICE_PROCESSORS: Processors, QueueConfigs, MigrationSets or
-    lists of them. Override it in your conftest.py."""
+    """What the tests load besides the installed entry points (never
+    QUEUE_SERVICE_PROCESSORS: a test says what it loads): Processors,
+    QueueConfigs, MigrationSets or lists of them. Override it in your
+    conftest.py."""
     return []
 
 
@@ -64,7 +65,7 @@ def queue_service_template(
     name = f"qs_plugin_tpl_{os.getpid()}_{secrets.token_hex(4)}"
     url = create_database(queue_service_server, name)
     try:
-        registry = load_registry(paths=Settings().processor_paths, extra=queue_service_processors)
+        registry = load_registry(extra=queue_service_processors)
         apply_migrations(url, registry.migration_sets)
         yield name
     finally:
@@ -96,5 +97,8 @@ def job_runner(
         database_url=queue_service_database,
         queue_service_env="development",
         queue_service_data_dir=tmp_path,
+        # What the tests load is the fixture's list (and installed entry
+        # points), whatever the shell running pytest exports.
+        queue_service_processors="",
     )
     return JobRunner(settings, queue_service_database, queue_service_processors)
