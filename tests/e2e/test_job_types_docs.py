@@ -18,7 +18,7 @@ def _poll(url: str, query: str, timeout: float = 90.0) -> list[tuple[object, ...
     rows: list[tuple[object, ...]] = []
     while time.monotonic() < deadline:
         with psycopg.connect(url) as conn:
-            rows = conn.execute(query).fetchall()  # type: ignore[arg-type]
+            rows = conn.execute(query).fetchall()
         if rows:
             return rows
         time.sleep(0.2)

@@ -26,7 +26,7 @@ class JobRun:
 
     @property
     def status(self) -> str:
-        """``completed``, ``failed``, ``cancelled``, or ``waiting`` (a retry or snooze)."""
+        """``completed``, ``failed``, ``cancelled``; ``delayed`` after a retry or a snooze."""
         return self.job.status.value
 
     @property
