@@ -4,35 +4,11 @@ real processes, real database."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
 import psycopg
 
-from tests.support.processes import REPO
-
-PLUGIN = "tests.support.greetings_plugin:PROCESSORS"
-
-
-def cli(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "queue_service.cli", *args],
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "QUEUE_SERVICE_PROCESSORS": PLUGIN,
-            "PYTHONPATH": str(REPO),
-            "COLUMNS": "200",
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        check=False,
-    )
+from tests.support.greetings_plugin.cli import PLUGIN, cli
 
 
 def test_types_lists_a_plugins_job_type_with_its_queue_options_and_schema(
@@ -94,3 +70,4 @@ def test_the_cli_without_the_plugin_says_the_type_is_unknown(database_url: str) 
 
     assert done.returncode == 1
     assert "unknown job type 'plugin.greet'" in done.stderr
+    assert "QUEUE_SERVICE_PROCESSORS" in done.stderr and "queue-service types" in done.stderr

@@ -3,6 +3,9 @@ jobs of a type have no live worker serving it."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -13,7 +16,9 @@ from queue_service.observability.metrics import REGISTRY
 from queue_service.runtime.duties.coverage import UnservedTypesDuty
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
-from tests.integration.conftest import WorkerFactory
+from tests.integration.conftest import Spawn, WorkerFactory
+from tests.support.greetings_plugin.cli import PLUGIN, cli
+from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 
 
@@ -67,3 +72,45 @@ async def test_a_worker_advertises_the_types_it_serves(
 
     types = await eventually(advertised, what="the worker's row")
     assert types == runtime.registry.types_in_queue("test")
+
+
+def test_a_service_without_the_plugin_names_the_jobs_it_leaves_waiting(
+    database_url: str, spawn: Spawn
+) -> None:
+    enqueued = cli(database_url, "enqueue", "plugin.greet", "--tenant", "acme", "--data", ADA)
+    assert enqueued.returncode == 0, enqueued.stderr  # the CLI has the plug-in (and migrated it)
+    serve = spawn("serve")  # the test job types only: not the plug-in
+
+    _wait_for(serve, "jobs waiting for a type no live worker serves")
+    warning = next(e for e in _events(serve) if e["event"].startswith("jobs waiting"))
+    assert (warning["queue"], warning["job_type"], warning["waiting"]) == (
+        "communication",
+        "plugin.greet",
+        1,
+    )
+
+    spawn("worker", "--queues", "communication", QUEUE_SERVICE_PROCESSORS=PLUGIN)
+
+    _wait_for(serve, "job type served again")
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT text FROM plugin_greetings").fetchall() == [("hello Ada",)]
+
+
+ADA = '{"name": "Ada"}'
+
+
+def _events(proc: ServiceProcess) -> list[dict[str, Any]]:
+    found = []
+    for line in proc.logs().splitlines():
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(line))
+    return found
+
+
+def _wait_for(proc: ServiceProcess, event: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(e.get("event") == event for e in _events(proc)):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {event!r} within {timeout} s:\n{proc.logs()}")

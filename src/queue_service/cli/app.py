@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from queue_service.errors import QueueServiceError
+from queue_service.errors import QueueServiceError, UnknownJobTypeError
 from queue_service.processors.registry import configured_registry
 from queue_service.runtime.service import (
     Runtime,
@@ -43,6 +43,13 @@ app.add_typer(webhooks_app, name="webhooks")
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 T = TypeVar("T")
+# The CLI loads job types as every process does: a type the service runs may
+# still be unknown here when this shell lacks the variables.
+UNKNOWN_TYPE_HINT = (
+    "hint: job types come from installed plug-ins and QUEUE_SERVICE_PROCESSORS (with"
+    " PYTHONPATH for code that is not installed), which the CLI needs as the service does;"
+    " `queue-service types` lists what this configuration loads"
+)
 log = structlog.get_logger("queue_service.cli")
 
 
@@ -90,6 +97,8 @@ def run_on_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True)
             return asyncio.run(main(conninfo))
     except QueueServiceError as exc:
         err.print(f"[red]error[/red]: {exc}")
+        if isinstance(exc, UnknownJobTypeError):
+            err.print(UNKNOWN_TYPE_HINT, soft_wrap=True)
         raise typer.Exit(1) from None
 
 
