@@ -71,3 +71,11 @@ def test_the_cli_without_the_plugin_says_the_type_is_unknown(database_url: str) 
     assert done.returncode == 1
     assert "unknown job type 'plugin.greet'" in done.stderr
     assert "QUEUE_SERVICE_PROCESSORS" in done.stderr and "queue-service types" in done.stderr
+
+
+def test_migrate_names_a_plugin_that_does_not_load(database_url: str) -> None:
+    done = cli(database_url, "migrate", QUEUE_SERVICE_PROCESSORS="tests.support.nope:PROCESSORS")
+
+    assert done.returncode == 2
+    assert "cannot import 'tests.support.nope'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -34,7 +34,7 @@ from queue_service.runtime.service import (
     run_until_stopped,
 )
 from queue_service.settings import Settings
-from queue_service.store.migrate import apply_migrations
+from queue_service.store.migrate import MigrationError, apply_migrations
 
 
 async def _mark_started(state: ApiState, workers: asyncio.Event, stop: asyncio.Event) -> None:
@@ -234,7 +234,12 @@ def token(
 def migrate() -> None:
     """Apply pending schema migrations and exit."""
     settings = load_cli_settings()
-    plugins = configured_registry(settings).migration_sets
-    with cli_database(settings, migrate=False) as conninfo:
-        applied = apply_migrations(conninfo, plugins)
+    try:
+        plugins = configured_registry(settings).migration_sets
+        with cli_database(settings, migrate=False) as conninfo:
+            applied = apply_migrations(conninfo, plugins)
+    except (QueueServiceError, MigrationError) as exc:
+        # A plug-in that does not load, or migration files that do not fit.
+        err.print(f"[red]error[/red]: {exc}", soft_wrap=True)
+        raise typer.Exit(2 if isinstance(exc, QueueServiceError) else 1) from None
     out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")
