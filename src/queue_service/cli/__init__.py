@@ -11,6 +11,7 @@ from queue_service.cli import (
     schedules,
     service,
     tools,
+    types,
     webhooks,
 )
 from queue_service.cli.app import app
@@ -24,6 +25,7 @@ ORDER = (
     "migrate",
     "status",
     "enqueue",
+    "types",
     "pause",
     "resume",
     "retention",
@@ -45,6 +47,7 @@ __all__ = [
     "schedules",
     "service",
     "tools",
+    "types",
     "webhooks",
 ]
 

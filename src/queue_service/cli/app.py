@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from queue_service.cli.failures import report
-from queue_service.errors import QueueServiceError, StartupError
+from queue_service.errors import QueueServiceError, StartupError, UnknownJobTypeError
+from queue_service.processors.registry import configured_registry
 from queue_service.runtime.service import (
     Runtime,
     open_runtime,
@@ -51,6 +52,13 @@ SETTINGS_HELP = (
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 T = TypeVar("T")
+# The CLI loads job types as every process does: a type the service runs may
+# still be unknown here when this shell lacks the variables.
+UNKNOWN_TYPE_HINT = (
+    "hint: job types come from installed plug-ins and QUEUE_SERVICE_PROCESSORS (with"
+    " PYTHONPATH for code that is not installed), which the CLI needs as the service does;"
+    " `queue-service types` lists what this configuration loads"
+)
 log = structlog.get_logger("queue_service.cli")
 
 
@@ -85,7 +93,8 @@ def cli_database(settings: Settings, *, migrate: bool | None = None) -> Iterator
             conninfo, setting=setting, require_migrated=migrate is None and not migrating
         )
         if migrating:
-            applied = apply_migrations(conninfo)
+            # The engine's and every configured plug-in's (docs/job-types.md).
+            applied = apply_migrations(conninfo, configured_registry(settings).migration_sets)
             if applied:
                 err.print(f"applied migrations: {', '.join(applied)}")
         yield conninfo
@@ -112,7 +121,10 @@ def run_on_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True)
             return asyncio.run(main(conninfo))
     except QueueServiceError as exc:
         # A refused operation (1), or a start-up failure with its own code.
-        raise typer.Exit(report(exc, err)) from None
+        code = report(exc, err)
+        if isinstance(exc, UnknownJobTypeError):
+            err.print(UNKNOWN_TYPE_HINT, soft_wrap=True)
+        raise typer.Exit(code) from None
 
 
 def json_object_option(text: str, option: str = "--data") -> dict[str, Any]:

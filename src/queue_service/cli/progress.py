@@ -5,10 +5,12 @@ printed. Phase lines (bench) are plain text when piped and absent with --json.""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from queue_service.cli.app import err
+from queue_service.core.migration_sets import MigrationSet
 
 
 def live(*, quiet: bool = False) -> bool:
@@ -47,15 +49,16 @@ class Phases:
         err.print(f"[dim]{elapsed:6.1f} s[/dim]  {message}", highlight=False, soft_wrap=True)
 
 
-def migrate_with_progress(conninfo: str) -> list[str]:
-    """Apply pending migrations with a bar naming the one running (a long
-    CREATE INDEX CONCURRENTLY shows which); the names applied."""
+def migrate_with_progress(conninfo: str, plugins: Iterable[MigrationSet] = ()) -> list[str]:
+    """Apply pending migrations (the engine's, then ``plugins``') with a bar
+    naming the one running (a long CREATE INDEX CONCURRENTLY shows which);
+    the labels applied."""
     from queue_service.store.migrate import apply_migrations, pending_migrations
 
     if not live():
-        return apply_migrations(conninfo)
+        return apply_migrations(conninfo, plugins)
     with progress_bar() as bar:
-        task = bar.add_task("migrations", total=len(pending_migrations(conninfo)))
+        task = bar.add_task("migrations", total=len(pending_migrations(conninfo, plugins)))
         started = 0
 
         def on_apply(name: str) -> None:
@@ -63,6 +66,6 @@ def migrate_with_progress(conninfo: str) -> list[str]:
             bar.update(task, completed=started, description=name)
             started += 1
 
-        applied = apply_migrations(conninfo, on_apply=on_apply)
+        applied = apply_migrations(conninfo, plugins, on_apply=on_apply)
         bar.update(task, completed=len(applied), total=len(applied), description="migrations")
     return applied

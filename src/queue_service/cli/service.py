@@ -24,6 +24,7 @@ from queue_service.cli.app import (
 from queue_service.cli.progress import migrate_with_progress
 from queue_service.errors import StartupError
 from queue_service.observability.tracing import setup_tracing
+from queue_service.processors.registry import configured_registry
 from queue_service.providers.status import production_refusal, provider_statuses
 from queue_service.runtime.metrics_server import MetricsServer
 from queue_service.runtime.service import (
@@ -266,6 +267,7 @@ def token(
 def migrate() -> None:
     """Apply pending schema migrations and exit."""
     settings = load_cli_settings()
+    plugins = configured_registry(settings).migration_sets
     with cli_database(settings, migrate=False) as conninfo:
-        applied = migrate_with_progress(conninfo)
+        applied = migrate_with_progress(conninfo, plugins)
     out.print(f"applied: {', '.join(applied)}" if applied else "schema is up to date")

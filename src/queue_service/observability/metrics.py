@@ -82,6 +82,12 @@ WORKER_SLOTS_MAX = Gauge(
     ["queue"],
     registry=REGISTRY,
 )
+UNSERVED_JOBS = Gauge(
+    "queue_unserved_jobs",
+    "Ready jobs of a type no live worker serves, as the leader last found them.",
+    ["queue", "type"],
+    registry=REGISTRY,
+)
 
 # -- money and effects (the processors) --------------------------------------
 PAYMENTS_PROCESSED = Counter(

@@ -14,12 +14,23 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from pydantic import BaseModel, ConfigDict
 
 from queue_service.core.jobs import Priority
+from queue_service.core.migration_sets import MigrationSet
 from queue_service.core.retry import DEFAULT_RETRY, RetryPolicy
 
 if TYPE_CHECKING:
     from queue_service.processors.context import JobContext
 
 P = TypeVar("P", bound=BaseModel)
+
+# What a plug-in imports from here (MigrationSet: its own tables).
+__all__ = [
+    "EmptyPayload",
+    "JobTypeOptions",
+    "MigrationSet",
+    "Payload",
+    "Processor",
+    "processor",
+]
 
 
 class Payload(BaseModel):

@@ -2,10 +2,11 @@
 
 Processors come from the entry-point group ``queue_service.processors`` and
 from ``QUEUE_SERVICE_PROCESSORS`` (``module:attribute`` paths), so a team
-adds job types without forking. An entry is a Processor, a QueueConfig, or
-an iterable of them. Declaring needs no dependencies: a handler reaches its
-providers at run time through ``ctx.deps``, so the API and producers load
-the same registry without building any.
+adds job types without forking. An entry is a Processor, a QueueConfig, a
+MigrationSet (the plug-in's own tables), or an iterable of them. Declaring
+needs no dependencies: a handler reaches its providers at run time through
+``ctx.deps``, so the API and producers load the same registry without
+building any.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 
 from queue_service.core.catalog import SPEC_QUEUES, QueueConfig
 from queue_service.core.config_text import suggestion
+from queue_service.core.migration_sets import MigrationSet
 from queue_service.errors import QueueServiceError, UnknownJobTypeError
 from queue_service.processors.base import Processor
+from queue_service.settings import Settings
 
 ENTRY_POINT_GROUP = "queue_service.processors"
 
@@ -38,6 +41,7 @@ class Registry:
         self._queues: dict[str, QueueConfig] = {}
         self._processors: dict[str, Processor[Any]] = {}
         self._sources: dict[str, str] = {}
+        self._migrations: dict[str, MigrationSet] = {}
         for queue in queues:
             self.add_queue(queue)
 
@@ -59,12 +63,23 @@ class Registry:
         self._processors[proc.job_type] = proc
         self._sources[proc.job_type] = source
 
+    def add_migrations(self, declared: MigrationSet, source: str = "code") -> None:
+        seen = self._migrations.get(declared.namespace)
+        if seen is not None and seen != declared:
+            raise RegistryError(
+                f"migration namespace {declared.namespace!r} ({source}) is already declared"
+                f" for package {seen.package!r}; give each plug-in its own namespace"
+            )
+        self._migrations[declared.namespace] = declared
+
     def add_entry(self, entry: object, source: str) -> None:
         """Add whatever an entry point or a ``module:attribute`` path named."""
         if isinstance(entry, Processor):
             self.add(entry, source)
         elif isinstance(entry, QueueConfig):
             self.add_queue(entry)
+        elif isinstance(entry, MigrationSet):
+            self.add_migrations(entry, source)
         elif isinstance(entry, Iterable) and not isinstance(entry, str | bytes):
             items = list(entry)
             # Queues first, so processors in the same entry may use them.
@@ -73,7 +88,7 @@ class Registry:
         else:
             raise RegistryError(
                 f"{source} is a {type(entry).__name__}; expected a Processor, a QueueConfig,"
-                " or an iterable of them"
+                " a MigrationSet, or an iterable of them"
             )
 
     def processor(self, job_type: str) -> Processor[Any]:
@@ -102,6 +117,16 @@ class Registry:
 
     def types_in_queue(self, queue: str) -> list[str]:
         return sorted(t for t, p in self._processors.items() if p.options.queue == queue)
+
+    def source(self, job_type: str) -> str:
+        """Where a job type came from (an entry point, a path, code)."""
+        self.processor(job_type)
+        return self._sources[job_type]
+
+    @property
+    def migration_sets(self) -> list[MigrationSet]:
+        """The plug-ins' own schemas, by namespace."""
+        return [self._migrations[n] for n in sorted(self._migrations)]
 
 
 def _suggest(name: str, known: Iterable[str]) -> str:
@@ -141,3 +166,16 @@ def load_registry(
         for queue in registry.queues:
             registry.add_queue(queue_overrides(queue))
     return registry
+
+
+def configured_registry(
+    settings: Settings,
+    *,
+    extra: Iterable[object] = (),
+    queue_overrides: Callable[[QueueConfig], QueueConfig] | None = None,
+) -> Registry:
+    """The registry every command builds alike (serve, worker, api, migrate,
+    enqueue, dlq replay, types): entry points, then QUEUE_SERVICE_PROCESSORS."""
+    return load_registry(
+        paths=settings.processor_paths, extra=extra, queue_overrides=queue_overrides
+    )

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from queue_service.core.jobs import EnqueueRequest
-from queue_service.processors.registry import Registry, load_registry
+from queue_service.processors.registry import Registry, configured_registry
 from queue_service.runtime.manager import build_job
 from queue_service.settings import Settings, load_settings
 from queue_service.store.enqueue_plan import Enqueued
@@ -33,7 +33,7 @@ class SyncProducer:
     def from_settings(cls, settings: Settings | None = None) -> SyncProducer:
         """Job types from entry points and QUEUE_SERVICE_PROCESSORS, as a worker sees them."""
         settings = settings or load_settings()
-        return cls(load_registry(paths=settings.processor_paths))
+        return cls(configured_registry(settings))
 
     def enqueue(self, conn: SyncConn, request: EnqueueRequest) -> Enqueued:
         return self.enqueue_many(conn, [request])[0]

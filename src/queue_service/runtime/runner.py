@@ -78,6 +78,11 @@ class QueueRunner:
         self._wake.set()
 
     @property
+    def job_types(self) -> list[str]:
+        """The types this runner claims (what its worker advertises)."""
+        return list(self._types)
+
+    @property
     def running(self) -> int:
         return self._running
 

@@ -16,7 +16,7 @@ import structlog
 from queue_service.core.catalog import QueueConfig
 from queue_service.core.config_text import suggestion
 from queue_service.processors.deps import ProcessorDeps
-from queue_service.processors.registry import Registry, load_registry
+from queue_service.processors.registry import Registry, configured_registry
 from queue_service.providers import Providers
 from queue_service.runtime.attempt_metrics import MetricsHook
 from queue_service.runtime.attempt_spans import tracing_hooks
@@ -157,12 +157,12 @@ async def open_runtime(
         insert_lane=0 if settings.queue_service_pgbouncer else settings.queue_service_insert_lane,
     )
     store = Store(db)
-    registry = load_registry(
-        paths=settings.processor_paths,
-        extra=extra_processors,
-        queue_overrides=queue_overrides,
+    registry = configured_registry(
+        settings, extra=extra_processors, queue_overrides=queue_overrides
     )
     apply_fairness(registry, settings)
+    for queue in registry.queues:
+        log.info("job types loaded", queue=queue.name, types=registry.types_in_queue(queue.name))
     await db.open()
     runtime = Runtime(settings, conninfo, db, store, registry, JobManager(store, registry))
     try:
@@ -205,7 +205,11 @@ async def run_until_stopped(
                 runtime.listen_conninfo or runtime.conninfo,
                 settings.queue_service_leader_interval_seconds,
             ),
-            leader_duties(runtime.manager, deps=runtime.deps),
+            leader_duties(
+                runtime.manager,
+                deps=runtime.deps,
+                interval=settings.queue_service_leader_interval_seconds,
+            ),
             interval=settings.queue_service_leader_interval_seconds,
         )
         leader_task = asyncio.create_task(elected.run(), name="leader")

@@ -126,6 +126,19 @@ class Worker:
         if crashed:
             raise crashed[0].exception()  # type: ignore[misc]
 
+    async def run_claimed(self, job: ClaimedJob) -> Outcome:
+        """Run one job this worker already claimed and persist how it ended,
+        outside the runners: the one-job runner of queue_service.testing."""
+        outcome = await self.executor.execute(Attempt(job))
+        flusher = asyncio.create_task(self.completer.run(), name="completer")
+        try:
+            await self._settle(job, outcome)
+            await self.completer.drain()
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+        return outcome
+
     async def _drain(self, runner_loops: list[asyncio.Task[None]], force: asyncio.Event) -> None:
         """Stop claiming, let running work finish within the grace period (or
         until ``force``), then interrupt the rest and give every unfinished
@@ -298,7 +311,11 @@ class Worker:
     async def _register(self) -> None:
         await self._write(
             lambda: self.store.upsert_worker(
-                self.worker_id, socket.gethostname(), os.getpid(), sorted(self.runners)
+                self.worker_id,
+                socket.gethostname(),
+                os.getpid(),
+                sorted(self.runners),
+                sorted({t for r in self.runners.values() for t in r.job_types}),
             )
         )
 

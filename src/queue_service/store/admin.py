@@ -81,6 +81,16 @@ class WorkerInfo:
     heartbeat_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class UnservedType:
+    """Ready jobs of one (queue, type) that no live worker serves."""
+
+    queue: str
+    type: str
+    waiting: int
+    oldest_seconds: float
+
+
 CancelOutcome = Literal["cancelled", "cancel_requested"]
 
 
@@ -281,11 +291,27 @@ class AdminStore:
             row = await cur.fetchone()
             return int(row[0]) if row else 0
 
-    async def upsert_worker(self, worker_id: str, host: str, pid: int, queues: list[str]) -> None:
+    async def upsert_worker(
+        self, worker_id: str, host: str, pid: int, queues: list[str], types: list[str]
+    ) -> None:
         async with self.db.connection() as c:
             await c.execute(
-                Q["worker_upsert"], {"id": worker_id, "host": host, "pid": pid, "queues": queues}
+                Q["worker_upsert"],
+                {"id": worker_id, "host": host, "pid": pid, "queues": queues, "types": types},
             )
+
+    async def unserved_job_types(
+        self, live_seconds: float, grace_seconds: float
+    ) -> list[UnservedType]:
+        async with self.db.connection() as c:
+            cur = await c.execute(
+                Q["job_types_unserved"],
+                {"live_seconds": live_seconds, "grace_seconds": grace_seconds},
+            )
+            return [
+                UnservedType(queue=r[0], type=r[1], waiting=int(r[2]), oldest_seconds=float(r[3]))
+                for r in await cur.fetchall()
+            ]
 
     async def delete_worker(self, worker_id: str) -> None:
         async with self.db.connection() as c:

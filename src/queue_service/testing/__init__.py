@@ -1,2 +1,3 @@
-"""Local stand-ins of the outside services, speaking their real protocols on
-loopback: for the benchmarks, the test suite and plug-in authors' own tests."""
+"""For tests, ours and plug-in authors': local stand-ins of the outside
+services speaking their real protocols on loopback, and the fixtures that run
+one job in-process (pytest_plugin, jobs)."""

@@ -694,9 +694,12 @@ WITH gone AS (
 SELECT count(*) FROM gone
 
 -- name: worker_upsert
--- Register a worker process or refresh its heartbeat.
-INSERT INTO workers (id, host, pid, queues) VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues
+-- Register a worker process or refresh its heartbeat, with the queues and
+-- job types it serves (the leader's unserved-types check reads them).
+INSERT INTO workers (id, host, pid, queues, types)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s, %(types)s)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now(), queues = EXCLUDED.queues,
+                               types = EXCLUDED.types
 
 -- name: worker_delete
 -- Unregister a worker process on clean shutdown.
@@ -705,6 +708,25 @@ DELETE FROM workers WHERE id = %(id)s
 -- name: worker_prune
 -- Forget workers silent for longer than `seconds`.
 DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => %(seconds)s)
+
+-- name: job_types_unserved
+-- Ready jobs of a (queue, type) that no live worker serves: none that
+-- registered within `live_seconds` lists both the queue and the type, and
+-- the oldest has been due for over `grace_seconds` (a worker starting beside
+-- the leader registers first). Without a word such jobs would wait forever.
+-- It reads every ready job as the queue gauges do, on the leader's slower
+-- cadence; the workers subquery runs once per (queue, type) group.
+SELECT j.queue, j.type, count(*) AS waiting,
+       EXTRACT(EPOCH FROM now() - min(j.run_at))::float8 AS oldest_seconds
+FROM jobs j
+WHERE j.status = 'waiting' AND j.run_at <= now()
+GROUP BY j.queue, j.type
+HAVING min(j.run_at) < now() - make_interval(secs => %(grace_seconds)s)
+   AND NOT EXISTS (
+       SELECT 1 FROM workers w
+       WHERE w.heartbeat_at > now() - make_interval(secs => %(live_seconds)s)
+         AND j.queue = ANY (w.queues) AND j.type = ANY (w.types))
+ORDER BY j.queue, j.type
 
 -- name: worker_list
 -- Live workers, newest heartbeat first.
