@@ -7,15 +7,19 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
 
+from queue_service.core.jobs import JobStatus
+from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
 from tests.support.processes import ServiceProcess
 from tests.support.processors import LEDGER_DDL, PROCESSORS
+from tests.support.waiting import eventually
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -85,3 +89,29 @@ def spawn(database_url: str) -> Iterator[Spawn]:
         print(f"----- {label} (pid {proc.pid}, exit {proc.proc.returncode}) -----")
         print(proc.logs())
         proc.log_path.unlink(missing_ok=True)
+
+
+async def registered(runtime: Runtime, *worker_ids: str) -> None:
+    """Wait until these worker processes are up (in the worker registry)."""
+
+    async def probe() -> bool:
+        live = {w.id for w in await runtime.store.list_workers()}
+        return set(worker_ids) <= live
+
+    await eventually(probe, timeout=30, what=f"workers {worker_ids} to register")
+
+
+async def a_long_job_taken(runtime: Runtime, what: str) -> UUID:
+    """Enqueue a two-minute job and wait until a worker holds it (a job on a
+    process the test can then kill or stop)."""
+    stalled = await runtime.manager.enqueue(
+        EnqueueRequest(
+            type="test.sleep", data={"seconds": 120, "then_seconds": 0.1}, tenant_id="t1"
+        )
+    )
+
+    async def active() -> bool:
+        return (await runtime.manager.get(stalled.job_id)).status is JobStatus.ACTIVE
+
+    await eventually(active, what=what)
+    return stalled.job_id

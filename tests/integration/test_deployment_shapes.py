@@ -10,27 +10,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from uuid import UUID
 
 import pytest
 
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
-from tests.integration.conftest import Spawn
+from tests.integration.conftest import Spawn, a_long_job_taken, registered
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
 LEADER_INTERVAL = 0.5  # QUEUE_SERVICE_LEADER_INTERVAL_SECONDS set by ServiceProcess
-
-
-async def registered(runtime: Runtime, *worker_ids: str) -> None:
-    async def probe() -> bool:
-        live = {w.id for w in await runtime.store.list_workers()}
-        return set(worker_ids) <= live
-
-    await eventually(probe, timeout=30, what=f"workers {worker_ids} to register")
 
 
 async def test_with_api_and_two_workers_a_killed_worker_s_job_is_rescued_and_completed_once(
@@ -39,17 +30,7 @@ async def test_with_api_and_two_workers_a_killed_worker_s_job_is_rescued_and_com
     api = spawn("api", QUEUE_SERVICE_WORKER_ID="api")
     doomed = spawn("worker", "--queues", "test", QUEUE_SERVICE_WORKER_ID="worker-a")
     await registered(runtime, "worker-a")
-    stalled = await runtime.manager.enqueue(
-        EnqueueRequest(
-            type="test.sleep", data={"seconds": 120, "then_seconds": 0.1}, tenant_id="t1"
-        )
-    )
-    job_id: UUID = stalled.job_id
-
-    async def active() -> bool:
-        return (await runtime.manager.get(job_id)).status is JobStatus.ACTIVE
-
-    await eventually(active, what="worker-a to take the job")
+    job_id = await a_long_job_taken(runtime, "worker-a to take the job")
     survivor = spawn("worker", "--queues", "test", QUEUE_SERVICE_WORKER_ID="worker-b")
     await registered(runtime, "worker-b")
 

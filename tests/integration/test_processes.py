@@ -13,14 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import pytest
 
 from queue_service.core.jobs import JobStatus
 from queue_service.runtime.manager import EnqueueRequest
 from queue_service.runtime.service import Runtime
-from tests.integration.conftest import Spawn
+from tests.integration.conftest import Spawn, a_long_job_taken, registered
 from tests.support.processes import ServiceProcess
 from tests.support.waiting import eventually
 
@@ -28,16 +27,6 @@ pytestmark = pytest.mark.slow
 
 LEADER_INTERVAL = 0.5  # QUEUE_SERVICE_LEADER_INTERVAL_SECONDS set by ServiceProcess
 Probe = Callable[[], Awaitable[bool]]
-
-
-async def registered(runtime: Runtime, *worker_ids: str) -> None:
-    """Wait until these worker processes are up (in the worker registry)."""
-
-    async def probe() -> bool:
-        live = {w.id for w in await runtime.store.list_workers()}
-        return set(worker_ids) <= live
-
-    await eventually(probe, timeout=15, what=f"workers {worker_ids} to register")
 
 
 async def holds_for(seconds: float, probe: Probe, what: str) -> None:
@@ -210,17 +199,7 @@ async def test_leadership_fails_over_and_the_new_leader_keeps_rescuing(
         QUEUE_SERVICE_LEADER_CANDIDATE="false",
     )
     await registered(runtime, "worker")
-    stalled = await runtime.manager.enqueue(
-        EnqueueRequest(
-            type="test.sleep", data={"seconds": 120, "then_seconds": 0.1}, tenant_id="t1"
-        )
-    )
-    job_id: UUID = stalled.job_id
-
-    async def active() -> bool:
-        return (await runtime.manager.get(job_id)).status is JobStatus.ACTIVE
-
-    await eventually(active, what="the worker to take the job")
+    job_id = await a_long_job_taken(runtime, "the worker to take the job")
 
     servers = {
         name: spawn("serve", QUEUE_SERVICE_WORKER_ID=name) for name in ("serve-1", "serve-2")
@@ -247,7 +226,8 @@ async def test_leadership_fails_over_and_the_new_leader_keeps_rescuing(
     assert took < 3 * LEADER_INTERVAL, f"fail-over took {took:.2f} s"
 
     # The new leader rescues a job that stalls after the fail-over.
-    assert await active(), "the job ended before its worker could be killed"
+    job = await runtime.manager.get(job_id)
+    assert job.status is JobStatus.ACTIVE, "the job ended before its worker could be killed"
     worker.signal(signal.SIGKILL)
 
     async def completed() -> bool:

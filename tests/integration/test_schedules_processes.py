@@ -13,8 +13,8 @@ import pytest
 from queue_service.runtime.duties.schedules import job_key
 from queue_service.runtime.schedules import ScheduleManager, ScheduleRequest
 from queue_service.runtime.service import Runtime
-from tests.integration.conftest import Spawn
-from tests.integration.test_processes import became_leader, registered
+from tests.integration.conftest import Spawn, registered
+from tests.integration.test_processes import became_leader
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.slow
