@@ -51,8 +51,10 @@ def bench(
     workload: Annotated[
         str,
         typer.Option(
-            help="enqueue-single | enqueue-batch | drain | latency | http-enqueue | payments"
-            " | purge (payments: 3 worker processes against a local Stripe; try --jobs 300;"
+            help="enqueue-single | enqueue-batch | enqueue-concurrent | drain | latency"
+            " | http-enqueue | payments | purge (enqueue-concurrent: --concurrency tasks each"
+            " enqueueing one job at a time; payments: 3 worker processes against a local"
+            " Stripe; try --jobs 300;"
             " purge: drain with and without retention purging --rows old rows)"
         ),
     ] = "drain",

@@ -74,8 +74,9 @@ class JobStore:
         if not jobs:
             return []
         if conn is None and len(jobs) == 1:
-            # One job on its own: one autocommit statement.
-            return first_conflict([await insert_alone(self.db, jobs[0])])
+            # One job on its own: alone, or in a window that shares a commit
+            # with the enqueues running beside it (store/coalesce.py).
+            return first_conflict([await self._insert_one(jobs[0])])
         lane = self.db.lane
         if (
             conn is None
@@ -110,9 +111,15 @@ class JobStore:
     async def insert_one_as_tenant(self, job: NewJob, tenant: str) -> EnqueueResult:
         """Insert one job scoped to ``tenant``, the authenticated caller's
         (row-level security refuses a job for any other): the API's enqueue
-        path, in one statement. Its outcome: the job as inserted, a replay of
-        the job its key names, or a conflict."""
-        return await insert_alone(self.db, job, scope=tenant)
+        path, alone or in a coalesced window. Its outcome: the job as
+        inserted, a replay of the job its key names, or a conflict."""
+        return await self._insert_one(job, tenant)
+
+    async def _insert_one(self, job: NewJob, scope: str | None = None) -> EnqueueResult:
+        coalescer = self.db.coalescer
+        if coalescer is None:
+            return await insert_alone(self.db, job, scope)
+        return await coalescer.submit(job, scope)
 
     async def claim(
         self, queue: str, types: Sequence[str], limit: int, worker_id: str
