@@ -141,7 +141,10 @@ class Coalescer:
                     ):
                         raise
                 return await self._job_by_job(window)
-            except IdempotencyRaceError:
+            except (IdempotencyRaceError, psycopg.errors.DeadlockDetected):
+                # A key expired between insert and read-back, or a window
+                # that took keys in another order (a caller's batch): the
+                # transaction rolled back, so the window is simply sent again.
                 if attempt == RACE_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
@@ -149,8 +152,8 @@ class Coalescer:
     async def _one_transaction(self, window: list[_Waiting]) -> list[EnqueueResult | psycopg.Error]:
         """The window's jobs, one job_insert per tenant scope, one commit."""
         by_scope: dict[str | None, list[int]] = {}
-        for i, w in enumerate(window):
-            by_scope.setdefault(w.scope, []).append(i)
+        for i in _lock_order(window):
+            by_scope.setdefault(window[i].scope, []).append(i)
         results: list[EnqueueResult | None] = [None] * len(window)
         async with self.db.connection() as c, c.transaction():
             for scope, indexes in by_scope.items():
@@ -164,19 +167,35 @@ class Coalescer:
     async def _job_by_job(self, window: list[_Waiting]) -> list[EnqueueResult | psycopg.Error]:
         """The window again, each job in its own savepoint: a job whose
         statement fails gets its error, the others still commit together."""
-        results: list[EnqueueResult | psycopg.Error] = []
+        results: dict[int, EnqueueResult | psycopg.Error] = {}
         async with self.db.connection() as c, c.transaction():
-            for w in window:
+            for i in _lock_order(window):
+                w = window[i]
                 try:
                     async with c.transaction():
                         plan = EnqueuePlan([w.job], w.scope)
                         done = await insert_planned(c, plan, alone=False, copy=False)
-                    results.append(done[0])
+                    results[i] = done[0]
                 except psycopg.Error as exc:
                     if c.closed:
                         raise
-                    results.append(exc)
-        return results
+                    results[i] = exc
+        return [results[i] for i in range(len(window))]
+
+
+def _lock_order(window: list[_Waiting]) -> list[int]:
+    """The window's jobs in the order their keys are taken: by scope, tenant
+    and key, so two windows in flight never wait on each other's keys in a
+    cycle (a deadlock would fail both windows' callers). Stable: a key used
+    twice keeps its callers' order, and the first one's job is the one made."""
+    return sorted(
+        range(len(window)),
+        key=lambda i: (
+            window[i].scope or "",
+            window[i].job.tenant_id,
+            window[i].job.idempotency_key or "",
+        ),
+    )
 
 
 def _consume(future: asyncio.Future[EnqueueResult]) -> None:
