@@ -85,6 +85,7 @@ class EnqueuePlan:
         out: list[EnqueueResult | None] = [None] * len(self.jobs)
         for i in self.copied:
             out[i] = Enqueued(self.ids[i], True)
+        repeated = set(self.first_use.values())  # first uses of a key used again
         holders: dict[int, tuple[UUID, str]] = {}  # first use -> (job the key names, hash)
         for row in rows:
             i = self.sent[row["ord"] - 1]
@@ -95,7 +96,8 @@ class EnqueuePlan:
                     True,
                     inserted_job(self.ids[i], job, row["created_at"], row["run_at"]),
                 )
-                holders[i] = (self.ids[i], job.payload_hash)
+                if i in repeated:
+                    holders[i] = (self.ids[i], job.payload_hash)
                 continue
             key = job.idempotency_key
             assert key is not None  # only a keyed job is ever skipped
