@@ -13,11 +13,11 @@
 -- delivered at commit.
 SELECT ord, job_id, created, payload_hash, created_at, run_at
 FROM queue_service_insert_jobs(
-    %(scope)s, %(ids)s::uuid[], %(tenants)s::text[], %(queues)s::text[], %(types)s::text[],
-    %(priorities)s::smallint[], %(data)s::text[], %(max_attempts)s::integer[],
-    %(max_stalled)s::integer[], %(leases)s::integer[], %(keys)s::text[], %(ttls)s::integer[],
-    %(hashes)s::text[], %(delays)s::double precision[], %(run_ats)s::timestamptz[],
-    %(created_by)s::text[], %(request_ids)s::text[], %(traces)s::text[], %(replay_of)s::uuid[])
+    %(scope)s, %(ids)b::uuid[], %(tenants)b::text[], %(queues)b::text[], %(types)b::text[],
+    %(priorities)b::smallint[], %(data)b::text[], %(max_attempts)b::integer[],
+    %(max_stalled)b::integer[], %(leases)b::integer[], %(keys)b::text[], %(ttls)b::integer[],
+    %(hashes)b::text[], %(delays)b::double precision[], %(run_ats)b::timestamptz[],
+    %(created_by)b::text[], %(request_ids)b::text[], %(traces)b::text[], %(replay_of)b::uuid[])
 
 -- name: job_insert_keyless
 -- One job without an idempotency key, the common single enqueue: job_insert
