@@ -7,7 +7,7 @@ distinct name, in order of first use); nothing else in the SQL changes. Per
 driver and round it measures, in a scratch database built by the shipped
 migrations:
 
-(a) insert: ``job_insert_one`` N times (default 3000), sequentially, on one
+(a) insert: ``job_insert_keyless`` N times (default 3000), sequentially, on one
     connection; jobs/s.
 (b) drain: N jobs (default 20000) loaded by COPY (untimed), then K concurrent
     loops (default 4) each running ``job_claim`` (limit 25) then
@@ -63,6 +63,7 @@ import asyncpg
 import orjson
 import psycopg
 import psycopg_pool
+from psycopg.rows import dict_row
 
 from queue_service.core.ids import uuid7_many
 from queue_service.store.databases import create_database, drop_database
@@ -74,13 +75,13 @@ from queue_service.store.queries import Q
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SCRATCH_DB = "queue_service_driver_bench"
-STATEMENTS = ("job_insert_one", "job_claim", "job_complete_many")
+STATEMENTS = ("job_insert_keyless", "job_claim", "job_complete_many")
 TENANT = "bench"
 QUEUE = "default"
 JOB_TYPE = "bench.noop"
 DRIVERS = ("psycopg", "asyncpg")
 
-Row = Sequence[Any]
+Row = Any  # a row read by name: a dict (psycopg) or a Record (asyncpg)
 Params = dict[str, Any]
 
 
@@ -106,7 +107,9 @@ class PsycopgConn:
         self.binary = binary
 
     async def fetch(self, name: str, params: Params) -> Sequence[Row]:
-        cur = await self.conn.execute(Q[name], params, binary=self.binary)
+        # Rows by name, as the store reads them (asyncpg's Records index by name too).
+        cur = self.conn.cursor(row_factory=dict_row, binary=self.binary)
+        await cur.execute(Q[name], params)
         return await cur.fetchall()
 
 
@@ -121,7 +124,8 @@ class PsycopgPool:
 
     async def fetch(self, name: str, params: Params) -> Sequence[Row]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(Q[name], params, binary=self.binary)
+            cur = conn.cursor(row_factory=dict_row, binary=self.binary)
+            await cur.execute(Q[name], params)
             return await cur.fetchall()
 
 
@@ -246,7 +250,7 @@ def _trace(i: int) -> dict[str, str]:
 
 
 def _insert_params(n: int) -> list[Params]:
-    """Keyless, run-now jobs: the common enqueue (JobStore._one_params' shape)."""
+    """Keyless, run-now jobs: the common enqueue (enqueue_plan.keyless_params' shape)."""
     return [
         {
             "id": job_id,
@@ -319,9 +323,9 @@ async def bench_insert(driver: Driver, url: str, params: list[Params]) -> dict[s
     async with driver.sessions(url, 1, pooled=False) as (session,):
         cpu0, t0 = _cpu(), time.perf_counter()
         for p in params:
-            rows = await session.fetch("job_insert_one", p)
+            rows = await session.fetch("job_insert_keyless", p)
             if len(rows) != 1:
-                raise RuntimeError(f"{driver.name}: job_insert_one returned {len(rows)} rows")
+                raise RuntimeError(f"{driver.name}: job_insert_keyless returned {len(rows)} rows")
         elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
     return {
         "insert_jobs_per_s": len(params) / elapsed,

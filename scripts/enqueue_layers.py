@@ -31,7 +31,7 @@ from queue_service.settings import load_settings
 from queue_service.store import baseline
 from queue_service.store.databases import create_database, drop_database
 from queue_service.store.db import ENGINE_ROLE
-from queue_service.store.enqueue_plan import one_params
+from queue_service.store.enqueue_plan import keyless_params
 from queue_service.store.migrate import apply_migrations
 from queue_service.store.queries import Q
 
@@ -61,14 +61,14 @@ async def measure(ours: str, raw: str, rounds: int, per_round: int) -> list[Row]
             base.execute(baseline.INSERT_ONE, (baseline.QUEUE, 0, payload))
 
         def sync_statement(i: int) -> None:
-            sync.execute(Q["job_insert_keyless"], one_params(job, uuid7()))
+            sync.execute(Q["job_insert_keyless"], keyless_params(job, uuid7()))
 
         async def async_statement(i: int) -> None:
-            await aconn.execute(Q["job_insert_keyless"], one_params(job, uuid7()))
+            await aconn.execute(Q["job_insert_keyless"], keyless_params(job, uuid7()))
 
         async def pooled_statement(i: int) -> None:
             async with rt0.db.pool.connection() as c:
-                await c.execute(Q["job_insert_keyless"], one_params(job, uuid7()))
+                await c.execute(Q["job_insert_keyless"], keyless_params(job, uuid7()))
 
         async def manager_pool(i: int) -> None:
             await rt0.manager.enqueue(_request(i))

@@ -32,7 +32,14 @@ from queue_service.store.databases import analyze_engine_tables, create_database
 from queue_service.store.migrate import apply_migrations
 
 Workload = Literal[
-    "enqueue-single", "enqueue-batch", "drain", "latency", "http-enqueue", "payments", "purge"
+    "enqueue-single",
+    "enqueue-batch",
+    "enqueue-concurrent",
+    "drain",
+    "latency",
+    "http-enqueue",
+    "payments",
+    "purge",
 ]
 WORKLOADS: tuple[Workload, ...] = get_args(Workload)
 BENCH_DB = "queue_service_bench"
@@ -71,14 +78,14 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run one workload (and the baseline's equivalent); return the figures."""
     report: dict[str, Any] = {"workload": opts.workload, "server": _server_version(admin_conninfo)}
-    enqueueing = opts.workload in ("enqueue-single", "enqueue-batch")
+    enqueueing = opts.workload in ("enqueue-single", "enqueue-batch", "enqueue-concurrent")
     raw: str | None = None
-    if opts.baseline and opts.workload not in ("latency", "http-enqueue", "payments", "purge"):
+    if opts.baseline and opts.workload not in ("latency", "payments", "purge"):
         raw = create_database(admin_conninfo, BASELINE_DB)
     try:
         if raw is not None:
             baseline.setup(raw)
-            if not enqueueing:
+            if opts.workload == "drain":
                 progress("baseline: plain-SQL loop")
                 report["baseline_rate"] = _baseline_drain(raw, opts)
         conninfo = create_database(admin_conninfo, BENCH_DB)
@@ -91,16 +98,11 @@ def run_bench(
             + (", in rounds with the plain-SQL baseline" if enqueueing and raw else "")
         )
         if enqueueing:
-            batch = 1 if opts.workload == "enqueue-single" else opts.batch
-            if opts.sync:
-                report |= _enqueue_sync(settings, conninfo, opts.jobs, batch, raw)
-            else:
-                with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-                    report |= runner.run(_enqueue_async(settings, conninfo, opts.jobs, batch, raw))
+            report |= _enqueue(settings, conninfo, opts, raw)
         else:
             # On the event loop the service itself runs (uvloop by default).
             with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-                report |= runner.run(_ours(settings, conninfo, opts, progress))
+                report |= runner.run(_ours(settings, conninfo, opts, progress, raw))
     finally:
         if not opts.keep:
             drop_database(admin_conninfo, BENCH_DB)
@@ -109,6 +111,21 @@ def run_bench(
     if "baseline_rate" in report and report.get("rate"):
         report["ratio_to_baseline"] = round(report["rate"] / report["baseline_rate"], 3)
     return report
+
+
+def _enqueue(
+    settings: Settings, conninfo: str, opts: BenchOptions, raw: str | None
+) -> dict[str, Any]:
+    """The enqueue workloads: one job at a time, batches, or concurrent tasks."""
+    batch = opts.batch if opts.workload == "enqueue-batch" else 1
+    if opts.sync and opts.workload != "enqueue-concurrent":
+        return _enqueue_sync(settings, conninfo, opts.jobs, batch, raw)
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        if opts.workload == "enqueue-concurrent":
+            return runner.run(
+                _enqueue_concurrent(settings, conninfo, opts.jobs, opts.concurrency, raw)
+            )
+        return runner.run(_enqueue_async(settings, conninfo, opts.jobs, batch, raw))
 
 
 def _own_module(
@@ -138,7 +155,7 @@ def _baseline_drain(conninfo: str, opts: BenchOptions) -> float:
 
 
 async def _ours(
-    settings: Settings, conninfo: str, opts: BenchOptions, progress: Progress
+    settings: Settings, conninfo: str, opts: BenchOptions, progress: Progress, raw: str | None
 ) -> dict[str, Any]:
     def tune(q: QueueConfig) -> QueueConfig:
         if q.name != "bench":
@@ -155,7 +172,7 @@ async def _ours(
             await build_fair_indexes(rt, rt.registry.queues)
             freeze_startup_heap()  # as the service's own commands do
             if opts.workload == "http-enqueue":
-                return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
+                return await _http_enqueue(conninfo, opts, progress, raw)
             if opts.workload == "drain":
                 seeded = await _seed_backlog(rt, opts, progress)
                 for requests in _batches(0, opts.jobs, 1000, opts.tenants):
@@ -257,6 +274,59 @@ async def _enqueue_async(
                 await rt.manager.enqueue_many(requests)
             timer.ours += time.perf_counter() - t0
         return timer.report()
+
+
+async def _enqueue_concurrent(
+    settings: Settings, conninfo: str, n: int, concurrency: int, raw: str | None
+) -> dict[str, Any]:
+    """``concurrency`` tasks, each enqueueing one job at a time through
+    JobManager.enqueue (coalesced commits: decision 0019), in rounds with the
+    plain-SQL single-insert loop."""
+    async with open_runtime(settings, conninfo) as rt:
+        freeze_startup_heap()
+        timer = _Rounds(n, 1, raw)
+        latencies: list[float] = []
+
+        async def producer(jobs: range) -> None:
+            for i in jobs:
+                t0 = time.perf_counter()
+                await rt.manager.enqueue(_request(i))
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+        for lo, hi in _rounds(n, 1):
+            await asyncio.to_thread(timer.baseline, lo, hi)
+            t0 = time.perf_counter()
+            await asyncio.gather(
+                *(producer(range(lo + k, hi, concurrency)) for k in range(concurrency))
+            )
+            timer.ours += time.perf_counter() - t0
+        coalescer = rt.db.coalescer
+        commits = coalescer.commits if coalescer is not None else n
+        lat = sorted(latencies)
+        return timer.report(
+            concurrency=concurrency,
+            commits=commits,
+            jobs_per_commit=round(n / max(commits, 1), 1),
+            p50_ms=percentile(lat, 50),
+            p99_ms=percentile(lat, 99),
+        )
+
+
+async def _http_enqueue(
+    conninfo: str, opts: BenchOptions, progress: Progress, raw: str | None
+) -> dict[str, Any]:
+    """POST /jobs against one API process; with --baseline, the plain-SQL
+    single-insert loop runs half before and half after it, the same minutes."""
+    if raw is None:
+        return await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
+    import psycopg
+
+    half = opts.jobs // 2
+    with psycopg.connect(raw, autocommit=True) as c:
+        theirs = await asyncio.to_thread(baseline.insert_range, c, 0, half, 1)
+        report = await run_http_enqueue(conninfo, opts.jobs, opts.concurrency, progress)
+        theirs += await asyncio.to_thread(baseline.insert_range, c, half, opts.jobs, 1)
+    return report | {"baseline_rate": round(opts.jobs / theirs, 1)}
 
 
 def _enqueue_sync(

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     # Dedicated asyncpg connections for inserts that run alone: one job, or a
     # plain batch (store/lane.py, decision 0008); 0 sends them through the pool.
     queue_service_insert_lane: int = Field(default=2, ge=0, le=32)
+    # Coalesced commits (store/coalesce.py, decision 0019): a single-job
+    # enqueue that finds another insert in flight waits at most this long,
+    # or until this many jobs wait, and commits with them; 0 turns it off.
+    queue_service_enqueue_coalesce_ms: float = Field(default=2.0, ge=0, le=100)
+    queue_service_enqueue_coalesce_max: int = Field(default=100, ge=1, le=1000)
     # Set when DATABASE_URL goes through PgBouncer in transaction mode: no
     # prepared statements, and no LISTEN unless DATABASE_LISTEN_URL is direct.
     queue_service_pgbouncer: bool = False

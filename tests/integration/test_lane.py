@@ -17,9 +17,9 @@ from queue_service.core.jobs import JobStatus
 from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.store import lane as lane_module
 from queue_service.store.db import API_ROLE
-from queue_service.store.enqueue_plan import one_params
+from queue_service.store.enqueue_plan import keyless_params
 from queue_service.store.errors import is_transient
-from queue_service.store.jobs import copy_row
+from queue_service.store.insert import copy_row
 from queue_service.store.lane import InsertLane, to_dollar
 from queue_service.store.queries import Q
 from tests.integration.conftest import make_settings
@@ -132,7 +132,7 @@ async def test_a_lane_connection_idle_too_long_is_replaced(
 
 async def test_a_lane_that_cannot_connect_stands_aside_for_the_pool(runtime: Runtime) -> None:
     job = runtime.manager.build(echo("x"))
-    params = one_params(job, uuid7())
+    params = keyless_params(job, uuid7())
     nowhere = InsertLane("postgresql://postgres@127.0.0.1:1/none", "queue_service_engine")
     assert not await nowhere.try_execute(Q["job_insert_keyless"], params)
     started = time.monotonic()
@@ -158,7 +158,7 @@ async def test_the_lane_acts_as_its_role_so_row_level_security_applies(
     lane = InsertLane(database_url, API_ROLE, size=1, application_name="test lane")
     try:
         with pytest.raises(Exception, match="row-level security") as refused:
-            await lane.try_execute(Q["job_insert_keyless"], one_params(job, uuid7()))
+            await lane.try_execute(Q["job_insert_keyless"], keyless_params(job, uuid7()))
         assert getattr(refused.value, "sqlstate", None) == "42501"
         assert lane.connections == 0  # a failed connection is not kept
     finally:

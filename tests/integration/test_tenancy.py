@@ -10,6 +10,7 @@ from queue_service.runtime.manager import EnqueueRequest, JobManager
 from queue_service.runtime.service import Runtime
 from queue_service.store import Database, Store
 from queue_service.store.db import API_ROLE, ENGINE_ROLE
+from queue_service.store.enqueue_plan import Enqueued
 
 
 def echo(tenant: str) -> EnqueueRequest:
@@ -97,7 +98,7 @@ async def test_the_one_statement_insert_is_scoped_to_the_caller_not_the_job(
     try:
         store = Store(api)
         mine = await store.insert_one_as_tenant(runtime.manager.build(echo("t1")), "t1")
-        assert mine is not None and mine.job is not None and mine.job.tenant_id == "t1"
+        assert isinstance(mine, Enqueued) and mine.job is not None and mine.job.tenant_id == "t1"
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             await store.insert_one_as_tenant(runtime.manager.build(echo("t2")), "t1")
         async with api.pool.connection() as conn:

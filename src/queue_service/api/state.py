@@ -159,6 +159,8 @@ def build_api_state(settings: Settings, runtime: Runtime) -> ApiState:
         pgbouncer=settings.queue_service_pgbouncer,
         timeout=5.0,
         application_name="queue-service api",
+        coalesce_seconds=settings.queue_service_enqueue_coalesce_ms / 1000,
+        coalesce_max=settings.queue_service_enqueue_coalesce_max,
     )
     return ApiState(
         settings=settings,

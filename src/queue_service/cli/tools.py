@@ -53,7 +53,8 @@ def bench(
     workload: Annotated[
         Workload,
         typer.Option(
-            help="What to measure (payments: 3 worker processes against a local Stripe; try"
+            help="What to measure (enqueue-concurrent: --concurrency tasks each enqueueing one"
+            " job at a time; payments: 3 worker processes against a local Stripe; try"
             " --jobs 300; purge: drain with and without retention purging --rows old rows)"
         ),
     ] = "drain",

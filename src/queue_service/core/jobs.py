@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -83,28 +83,29 @@ class Job:
         }
 
 
-def job_from_row(row: Sequence[Any]) -> Job:
-    """A Job from the columns job_get (and job_insert_one) select, in order."""
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    """A Job from a row read by name (job_get_many's and the page statements'
+    columns, which a new column cannot shift)."""
     return Job(
-        id=row[0],
-        tenant_id=row[1],
-        queue=row[2],
-        type=row[3],
-        status=JobStatus(row[4]),
-        priority=row[5],
-        data=row[6],
-        attempts=row[7],
-        max_attempts=row[8],
-        idempotency_key=row[9],
-        created_by=row[10],
-        created_at=row[11],
-        run_at=row[12],
-        started_at=row[13],
-        finished_at=row[14],
-        last_error=row[15],
-        result=row[16],
-        request_id=row[17],
-        replay_of=row[18],
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        queue=row["queue"],
+        type=row["type"],
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        data=row["data"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        idempotency_key=row["idempotency_key"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+        run_at=row["run_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        last_error=row["last_error"],
+        result=row["result"],
+        request_id=row["request_id"],
+        replay_of=row["replay_of"],
     )
 
 

@@ -155,6 +155,8 @@ async def open_runtime(
         pgbouncer=settings.queue_service_pgbouncer,
         # Behind PgBouncer the lane's prepared statements are not safe either.
         insert_lane=0 if settings.queue_service_pgbouncer else settings.queue_service_insert_lane,
+        coalesce_seconds=settings.queue_service_enqueue_coalesce_ms / 1000,
+        coalesce_max=settings.queue_service_enqueue_coalesce_max,
     )
     store = Store(db)
     registry = configured_registry(

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
+from psycopg.rows import dict_row
+
 from queue_service.core.jobs import Job, JobStatus, job_from_row
 from queue_service.store.db import Conn, Database
 from queue_service.store.queries import Q
@@ -110,8 +112,9 @@ class AdminStore:
     ) -> dict[UUID, Job]:
         """The jobs of ``job_ids`` that exist (within ``tenant``), in one statement."""
         async with self.db.connection(conn) as c:
-            cur = await c.execute(Q["job_get_many"], {"ids": list(job_ids), "tenant": tenant})
-            return {row[0]: job_from_row(row) for row in await cur.fetchall()}
+            cur = c.cursor(row_factory=dict_row)
+            await cur.execute(Q["job_get_many"], {"ids": list(job_ids), "tenant": tenant})
+            return {row["id"]: job_from_row(row) for row in await cur.fetchall()}
 
     async def job_events(self, job_id: UUID) -> list[JobEvent]:
         async with self.db.connection() as c:
@@ -157,7 +160,8 @@ class AdminStore:
             params = {"before_at": at, "before_id": after_id}
         params.update(queue=queue, tenant=tenant, status=status.value, limit=limit)
         async with self.db.connection() as c:
-            cur = await c.execute(query, params)
+            cur = c.cursor(row_factory=dict_row)
+            await cur.execute(query, params)
             return [job_from_row(row) for row in await cur.fetchall()]
 
     async def search_jobs(
@@ -168,7 +172,8 @@ class AdminStore:
         finished ones among the newest ``window`` of each finished status."""
         params = {"queue": queue, "tenant": tenant, "term": term, "limit": limit}
         async with self.db.connection() as c:
-            cur = await c.execute(Q["job_search"], {**params, "window": window})
+            cur = c.cursor(row_factory=dict_row)
+            await cur.execute(Q["job_search"], {**params, "window": window})
             return [job_from_row(row) for row in await cur.fetchall()]
 
     async def job_trace_context(self, job_id: UUID, tenant: str) -> dict[str, str] | None:

@@ -56,6 +56,8 @@ class Database:
         timeout: float = 30.0,
         insert_lane: int = 0,
         pgbouncer: bool = False,
+        coalesce_seconds: float = 0.0,
+        coalesce_max: int = 100,
     ) -> None:
         self.conninfo = conninfo
         self.role = role
@@ -72,6 +74,11 @@ class Database:
             if insert_lane > 0
             else None
         )
+        # Single-job enqueues that share commits (store/coalesce.py, which
+        # builds on this module: imported here, not at the top).
+        from queue_service.store.coalesce import Coalescer
+
+        self.coalescer: Coalescer | None = Coalescer(self, coalesce_seconds, coalesce_max)
 
         async def configure(conn: Conn) -> None:
             await conn.set_autocommit(True)
@@ -185,6 +192,7 @@ class BoundDatabase(Database):
         self.conninfo = ""
         self.role = ""
         self.lane = None
+        self.coalescer = None  # one transaction: nothing to share
         self.pgbouncer = False
 
     @asynccontextmanager

@@ -1,16 +1,19 @@
 """Planning an enqueue, with no I/O: ids, idempotency keys repeated within a
-batch, statement parameters, and reading the outcome back. Shared by the
-async store and the synchronous writer, so both keep the same rules."""
+batch, the parameters of the one insert rule (job_insert, migration 0015),
+and each job's outcome read back from its answer. Shared by every caller
+(the async store, the synchronous writer, the API, a coalesced window), so
+all keep the same rules."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from queue_service.core.ids import uuid7_many
-from queue_service.core.jobs import Job, NewJob
+from queue_service.core.jobs import Job, JobStatus, NewJob
 from queue_service.errors import IdempotencyConflictError
 from queue_service.store.db import json_text
 
@@ -18,12 +21,16 @@ from queue_service.store.db import json_text
 @dataclass(slots=True)  # not frozen: a frozen __init__ costs 3x, once per job of a batch
 class Enqueued:
     """The outcome of one enqueue: the job's id, whether it is new, and the
-    job as inserted when the statement returned it (a single job with an
-    idempotency key, or the API's one-statement insert)."""
+    job as inserted when the insert answered with it (job_insert does)."""
 
     job_id: UUID
     created: bool
     job: Job | None = None
+
+
+# One job's outcome: enqueued (new or a replay), or its key is live for
+# another payload. A value, so that one caller's conflict is not another's.
+EnqueueResult = Enqueued | IdempotencyConflictError
 
 
 class IdempotencyRaceError(RuntimeError):
@@ -31,74 +38,127 @@ class IdempotencyRaceError(RuntimeError):
 
 
 class EnqueuePlan:
-    """One attempt at inserting ``jobs``: what to insert, then what came of it."""
+    """One attempt at inserting ``jobs`` with job_insert: what to send, then
+    what came of each job.
 
-    def __init__(self, jobs: Sequence[NewJob]) -> None:
+    A key repeated within the jobs is sent once (its first use); the later
+    uses are answered as if they had come after it: a replay of whatever job
+    the key names afterwards when their payload matches, a conflict otherwise.
+    """
+
+    def __init__(self, jobs: Sequence[NewJob], scope: str | None = None) -> None:
         self.jobs = jobs
-        self.ids, self.duplicates = plan_ids(jobs)
-        self.unique = [i for i in range(len(jobs)) if i not in self.duplicates]
-        self._resolved: dict[int, Enqueued] = {}
-        self._missing: dict[str, list[int]] = {}
+        self.scope = scope
+        self.ids = plan_ids(jobs)
+        self.first_use: dict[int, int] = {}  # a repeated key's later use -> its first
+        self.unique: list[int] = []
+        firsts: dict[tuple[str, str], int] = {}
+        for i, job in enumerate(jobs):
+            if job.idempotency_key is not None:
+                first = firsts.setdefault((job.tenant_id, job.idempotency_key), i)
+                if first != i:
+                    self.first_use[i] = first
+                    continue
+            self.unique.append(i)
+        self.sent = self.unique  # the jobs job_insert inserts; the others are copied
+        self.copied: list[int] = []
 
-    def record_inserted(self, inserted: Mapping[UUID, Job | None]) -> dict[str, list[str]]:
-        """Note what went in; returns, per tenant, the keys to read back."""
-        if len(inserted) == len(self.jobs):  # every job went in (a plain batch)
-            self._resolved = {i: Enqueued(u, True, inserted[u]) for i, u in enumerate(self.ids)}
-            return {}
-        for i in self.unique:
-            if self.ids[i] in inserted:
-                self._resolved[i] = Enqueued(self.ids[i], True, inserted[self.ids[i]])
-            else:
-                self._missing.setdefault(self.jobs[i].tenant_id, []).append(i)
-        return {
-            tenant: [self.jobs[i].idempotency_key or "" for i in indexes]
-            for tenant, indexes in self._missing.items()
-        }
+    def copy_keyless(self) -> list[int]:
+        """Take the keyless jobs that run now out of ``sent``, for a bulk COPY
+        (nothing to decide for them); returns them."""
+        self.copied = [
+            i for i in self.unique if self.jobs[i].idempotency_key is None and self.jobs[i].runs_now
+        ]
+        if self.copied:
+            taken = set(self.copied)
+            self.sent = [i for i in self.unique if i not in taken]
+        return self.copied
 
-    def record_live(self, tenant: str, live: Mapping[str, tuple[UUID, str]]) -> None:
-        """Resolve the tenant's skipped jobs from their live keys (job id, payload hash)."""
-        for i in self._missing.get(tenant, []):
-            key = self.jobs[i].idempotency_key
-            assert key is not None  # only keyed jobs can be skipped
-            if key not in live:
-                # The key expired between the two statements: the caller
-                # retries and the insert takes it over.
+    def params(self) -> dict[str, Any]:
+        """job_insert's parameters: the jobs in ``sent``, in that order."""
+        return insert_params(self.jobs, self.ids, self.sent, self.scope)
+
+    def resolve(self, rows: Iterable[Mapping[str, Any]]) -> list[EnqueueResult]:
+        """Each job's outcome from job_insert's rows (read by name), in the
+        jobs' order. Raises IdempotencyRaceError when a key expired between
+        the insert and its read-back (the caller tries again)."""
+        out: list[EnqueueResult | None] = [None] * len(self.jobs)
+        for i in self.copied:
+            out[i] = Enqueued(self.ids[i], True)
+        repeated = set(self.first_use.values())  # first uses of a key used again
+        holders: dict[int, tuple[UUID, str]] = {}  # first use -> (job the key names, hash)
+        for row in rows:
+            i = self.sent[row["ord"] - 1]
+            job = self.jobs[i]
+            if row["created"]:
+                out[i] = Enqueued(
+                    self.ids[i],
+                    True,
+                    inserted_job(self.ids[i], job, row["created_at"], row["run_at"]),
+                )
+                if i in repeated:
+                    holders[i] = (self.ids[i], job.payload_hash)
+                continue
+            key = job.idempotency_key
+            assert key is not None  # only a keyed job is ever skipped
+            if row["job_id"] is None:
                 raise IdempotencyRaceError(key)
-            job_id, digest = live[key]
-            if digest != self.jobs[i].payload_hash:
-                raise IdempotencyConflictError(key, str(job_id))
-            self._resolved[i] = Enqueued(job_id, False)
+            holders[i] = (row["job_id"], row["payload_hash"])
+            out[i] = _against(job, key, row["job_id"], row["payload_hash"])
+        for i, first in self.first_use.items():
+            key = self.jobs[i].idempotency_key
+            assert key is not None
+            out[i] = _against(self.jobs[i], key, *holders[first])
+        assert all(o is not None for o in out), "job_insert answered every job"
+        return out  # type: ignore[return-value]
 
-    def results(self) -> list[Enqueued]:
-        for i, first in self.duplicates.items():
-            self._resolved[i] = Enqueued(self._resolved[first].job_id, False)
-        return [self._resolved[i] for i in range(len(self.jobs))]
+
+def _against(job: NewJob, key: str, holder: UUID, digest: str) -> EnqueueResult:
+    """A job whose key names ``holder``: a replay if the payloads match."""
+    if digest != job.payload_hash:
+        return IdempotencyConflictError(key, str(holder))
+    return Enqueued(holder, False)
 
 
-def plan_ids(jobs: Sequence[NewJob]) -> tuple[list[UUID], dict[int, int]]:
-    """A new id per job; a key repeated within the batch maps to its first use."""
+def first_conflict(results: Sequence[EnqueueResult]) -> list[Enqueued]:
+    """All-or-none callers: the outcomes, or the first conflict raised."""
+    for r in results:
+        if isinstance(r, IdempotencyConflictError):
+            raise r
+    return results  # type: ignore[return-value]
+
+
+def inserted_job(job_id: UUID, job: NewJob, created_at: datetime, run_at: datetime) -> Job:
+    """The job as job_insert inserted it: what was asked, on the database clock."""
+    return Job(
+        id=job_id,
+        tenant_id=job.tenant_id,
+        queue=job.queue,
+        type=job.type,
+        # created_at is the transaction's now(): later run_at means delayed.
+        status=JobStatus.DELAYED if run_at > created_at else JobStatus.WAITING,
+        priority=job.priority,
+        data=job.data,
+        attempts=0,
+        max_attempts=job.max_attempts,
+        idempotency_key=job.idempotency_key,
+        created_by=job.created_by,
+        created_at=created_at,
+        run_at=run_at,
+        request_id=job.request_id,
+        replay_of=job.replay_of,
+    )
+
+
+def plan_ids(jobs: Sequence[NewJob]) -> list[UUID]:
+    """An id per job: the caller's when it chose one, else a fresh UUIDv7."""
     fresh = uuid7_many(len(jobs))
-    ids = [job.job_id or new for job, new in zip(jobs, fresh, strict=True)]
-    first_by_key: dict[tuple[str, str], int] = {}
-    duplicates: dict[int, int] = {}
-    for i, job in enumerate(jobs):
-        if job.idempotency_key is None:
-            continue
-        scope = (job.tenant_id, job.idempotency_key)
-        if scope in first_by_key:
-            first = first_by_key[scope]
-            if jobs[first].payload_hash != job.payload_hash:
-                raise IdempotencyConflictError(job.idempotency_key, str(ids[first]))
-            duplicates[i] = first
-        else:
-            first_by_key[scope] = i
-    return ids, duplicates
+    return [job.job_id or new for job, new in zip(jobs, fresh, strict=True)]
 
 
-def one_params(job: NewJob, job_id: UUID, scope: str | None = None) -> dict[str, Any]:
-    """Parameters of job_insert_one; ``scope`` is the authenticated caller's tenant."""
+def keyless_params(job: NewJob, job_id: UUID) -> dict[str, Any]:
+    """Parameters of job_insert_keyless (one job without a key)."""
     return {
-        "scope": scope,
         "id": job_id,
         "tenant": job.tenant_id,
         "queue": job.queue,
@@ -108,9 +168,6 @@ def one_params(job: NewJob, job_id: UUID, scope: str | None = None) -> dict[str,
         "max_attempts": job.max_attempts,
         "max_stalled": job.max_stalled,
         "lease": job.lease_seconds,
-        "key": job.idempotency_key,
-        "ttl": job.idempotency_ttl_seconds,
-        "hash": job.payload_hash if job.idempotency_key else None,
         "delay": job.delay_seconds,
         "run_at": job.run_at,
         "created_by": job.created_by,
@@ -120,9 +177,14 @@ def one_params(job: NewJob, job_id: UUID, scope: str | None = None) -> dict[str,
     }
 
 
-def insert_params(jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int]) -> dict[str, Any]:
+def insert_params(
+    jobs: Sequence[NewJob], ids: list[UUID], indexes: list[int], scope: str | None = None
+) -> dict[str, Any]:
+    """Parameters of job_insert: the chosen jobs as parallel arrays; ``scope``
+    is the authenticated caller's tenant (row-level security), if any."""
     chosen = [jobs[i] for i in indexes]
     return {
+        "scope": scope,
         "ids": [ids[i] for i in indexes],
         "tenants": [j.tenant_id for j in chosen],
         "queues": [j.queue for j in chosen],

@@ -16,6 +16,7 @@ from functools import cache
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from queue_service.core.jobs import ClaimedJob
 from queue_service.store.db import Database
@@ -93,11 +94,13 @@ class FairStore:
         claim = _statement("job_claim_fair", queue)
         if cap is None:
             async with self.db.connection() as c:
-                cur = await c.execute(claim, params)
+                cur = c.cursor(row_factory=dict_row)
+                await cur.execute(claim, params)
                 rows = await cur.fetchall()
         else:
             async with self.db.transaction() as c:
                 await c.execute(Q["fair_claim_lock"], {"queue": queue})
-                cur = await c.execute(claim, params)
+                cur = c.cursor(row_factory=dict_row)
+                await cur.execute(claim, params)
                 rows = await cur.fetchall()
         return claimed_jobs(rows)

@@ -6,26 +6,28 @@ compare-and-set on the claim's lease token.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
 
 from queue_service.core.ids import uuid7
-from queue_service.core.jobs import ClaimedJob, Job, NewJob, job_from_row
+from queue_service.core.jobs import ClaimedJob, NewJob
 from queue_service.observability.redaction import redact_text
-from queue_service.store.db import Conn, Database, in_pipeline, json_text
+from queue_service.store.db import Conn, Database, json_text
 from queue_service.store.enqueue_plan import (
     Enqueued,
     EnqueuePlan,
+    EnqueueResult,
     IdempotencyRaceError,
-    insert_params,
-    one_params,
+    first_conflict,
     plan_ids,
 )
+from queue_service.store.insert import RACE_ATTEMPTS, copy_row, insert_alone, insert_planned
 from queue_service.store.queries import Q
 
 
@@ -71,16 +73,11 @@ class JobStore:
         """
         if not jobs:
             return []
+        if conn is None and len(jobs) == 1:
+            # One job on its own: alone, or in a window that shares a commit
+            # with the enqueues running beside it (store/coalesce.py).
+            return first_conflict([await self._insert_one(jobs[0])])
         lane = self.db.lane
-        if conn is None and len(jobs) == 1 and jobs[0].idempotency_key is None:
-            # The common case: one autocommit statement, nothing to resolve;
-            # on the insert lane when a lane connection is free.
-            job_id = jobs[0].job_id or uuid7()
-            params = one_params(jobs[0], job_id)
-            if lane is None or not await lane.try_execute(Q["job_insert_keyless"], params):
-                async with self.db.connection() as c:
-                    await c.execute(Q["job_insert_keyless"], params)
-            return [Enqueued(job_id, True)]
         if (
             conn is None
             and lane is not None
@@ -88,7 +85,7 @@ class JobStore:
         ):
             # A plain batch on its own: the same COPY and move, on the lane
             # when it is free (asyncpg's binary COPY: decision 0008).
-            ids, _ = plan_ids(jobs)  # no keys, so no duplicates
+            ids = plan_ids(jobs)  # no keys, so nothing to resolve
             if await lane.try_copy(
                 Q["jobs_staging_prepare"],
                 Q["job_copy_immediate"],
@@ -97,97 +94,40 @@ class JobStore:
                 {"queues": sorted({j.queue for j in jobs})},
             ):
                 return [Enqueued(job_id, True) for job_id in ids]
-        for attempt in range(3):
+        for attempt in range(RACE_ATTEMPTS):
             plan = EnqueuePlan(jobs)
             try:
                 async with self.db.connection(conn) as c:
-                    if len(jobs) == 1 and conn is None:
-                        return await self._insert_and_resolve(c, plan, alone=True)
                     # Whether this transaction is ours alone (not a savepoint
                     # in the caller's, where other batches may be staged).
                     alone = c.info.transaction_status == TransactionStatus.IDLE
                     async with c.transaction():
-                        return await self._insert_and_resolve(c, plan, alone)
+                        return first_conflict(await insert_planned(c, plan, alone))
             except IdempotencyRaceError:
-                if attempt == 2:
+                if attempt == RACE_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    async def _insert_and_resolve(
-        self, conn: Conn, plan: EnqueuePlan, alone: bool
-    ) -> list[Enqueued]:
-        inserted = await self._insert(conn, plan.jobs, plan.ids, plan.unique, alone)
-        for tenant, keys in plan.record_inserted(inserted).items():
-            cur = await conn.execute(
-                Q["idempotency_key_get_many"], {"tenant": tenant, "keys": keys}
-            )
-            plan.record_live(tenant, {r[0]: (r[1], r[2]) for r in await cur.fetchall()})
-        return plan.results()
+    async def insert_one_as_tenant(self, job: NewJob, tenant: str) -> EnqueueResult:
+        """Insert one job scoped to ``tenant``, the authenticated caller's
+        (row-level security refuses a job for any other): the API's enqueue
+        path, alone or in a coalesced window. Its outcome: the job as
+        inserted, a replay of the job its key names, or a conflict."""
+        return await self._insert_one(job, tenant)
 
-    async def _insert(
-        self,
-        conn: Conn,
-        jobs: Sequence[NewJob],
-        ids: list[UUID],
-        indexes: list[int],
-        alone: bool,
-    ) -> dict[UUID, Job | None]:
-        """Insert the chosen jobs; maps the ids that went in to the job (single inserts).
-
-        ``alone``: the transaction is this call's own, so nothing else is staged.
-        """
-        if len(indexes) == 1:
-            job, job_id = jobs[indexes[0]], ids[indexes[0]]
-            if job.idempotency_key is None:
-                await conn.execute(Q["job_insert_keyless"], one_params(job, job_id))
-                return {job_id: None}
-            cur = await conn.execute(Q["job_insert_one"], one_params(job, job_id))
-            return {row[0]: job_from_row(row) for row in await cur.fetchall()}
-        # Keyless jobs that run now need no conflict handling: COPY them.
-        copyable = not in_pipeline(conn)  # COPY is not allowed in pipeline mode
-        bulk = [
-            i for i in indexes if copyable and jobs[i].idempotency_key is None and jobs[i].runs_now
-        ]
-        in_bulk = set(bulk)
-        rest = [i for i in indexes if i not in in_bulk]
-        inserted: dict[UUID, Job | None] = {}
-        if bulk:
-            # One simple query (no parameters): quiet the NOTICE that IF NOT
-            # EXISTS raises on every batch, and make sure the stage exists.
-            await conn.execute(Q["jobs_staging_prepare"], prepare=False)
-            async with conn.cursor().copy(Q["job_copy_immediate"]) as copy:
-                for i in bulk:
-                    await copy.write_row(copy_row(ids[i], jobs[i]))
-            await conn.execute(
-                Q["jobs_from_staging" if alone else "jobs_from_staging_emptying"],
-                {"queues": sorted({jobs[i].queue for i in bulk})},
-            )
-            inserted.update((ids[i], None) for i in bulk)
-        if rest:
-            cur = await conn.execute(Q["job_insert_many"], insert_params(jobs, ids, rest))
-            inserted.update((row[0], None) for row in await cur.fetchall())
-        return inserted
-
-    async def insert_one_as_tenant(self, job: NewJob, tenant: str) -> Enqueued | None:
-        """Insert one job in one autocommit statement scoped to ``tenant``, the
-        authenticated caller's (row-level security refuses a job for any
-        other): the API's enqueue path.
-
-        None when the job was not inserted (its idempotency key is live): the
-        caller then tells a replay from a conflict on the general path.
-        """
-        job_id = job.job_id or uuid7()
-        async with self.db.connection() as c:
-            cur = await c.execute(Q["job_insert_one"], one_params(job, job_id, tenant))
-            rows = await cur.fetchall()
-        return Enqueued(job_id, True, job_from_row(rows[0])) if rows else None
+    async def _insert_one(self, job: NewJob, scope: str | None = None) -> EnqueueResult:
+        coalescer = self.db.coalescer
+        if coalescer is None:
+            return await insert_alone(self.db, job, scope)
+        return await coalescer.submit(job, scope)
 
     async def claim(
         self, queue: str, types: Sequence[str], limit: int, worker_id: str
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` runnable jobs, highest priority first."""
         async with self.db.connection() as c:
-            cur = await c.execute(
+            cur = c.cursor(row_factory=dict_row)
+            await cur.execute(
                 Q["job_claim"],
                 {"queue": queue, "types": list(types), "limit": limit, "worker": worker_id},
             )
@@ -329,42 +269,24 @@ def _stalled_error(e: ExpiredLease) -> str:
     )
 
 
-def copy_row(job_id: UUID, job: NewJob) -> tuple[Any, ...]:
-    """A job's row for job_copy_immediate (its column order)."""
-    return (
-        job_id,
-        job.tenant_id,
-        job.queue,
-        job.type,
-        job.priority,
-        job.data_json or json_text(job.data),
-        job.max_attempts,
-        job.max_stalled,
-        job.lease_seconds,
-        job.created_by,
-        job.request_id,
-        None if job.trace_context is None else json_text(job.trace_context),
-    )
-
-
-def claimed_jobs(rows: Sequence[Sequence[Any]]) -> list[ClaimedJob]:
-    """job_claim's rows as ClaimedJobs, highest priority first (UPDATE ...
-    RETURNING gives no order)."""
-    ordered = sorted(rows, key=lambda r: (r[12], r[13], r[0]))
+def claimed_jobs(rows: Sequence[Mapping[str, Any]]) -> list[ClaimedJob]:
+    """job_claim's rows (read by name) as ClaimedJobs, highest priority first
+    (UPDATE ... RETURNING gives no order)."""
+    ordered = sorted(rows, key=lambda r: (r["priority"], r["run_at"], r["id"]))
     return [
         ClaimedJob(
-            id=r[0],
-            tenant_id=r[1],
-            queue=r[2],
-            type=r[3],
-            data=r[4],
-            attempt=r[5],
-            max_attempts=r[6],
-            lease_token=r[7],
-            lease_seconds=r[8],
-            request_id=r[9],
-            trace_context=r[10],
-            started_at=r[11],
+            id=r["id"],
+            tenant_id=r["tenant_id"],
+            queue=r["queue"],
+            type=r["type"],
+            data=r["data"],
+            attempt=r["attempts"],
+            max_attempts=r["max_attempts"],
+            lease_token=r["lease_token"],
+            lease_seconds=r["lease_seconds"],
+            request_id=r["request_id"],
+            trace_context=r["trace_context"],
+            started_at=r["started_at"],
         )
         for r in ordered
     ]

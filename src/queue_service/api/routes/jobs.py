@@ -133,22 +133,18 @@ async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: R
     request = _request(body, caller, current_trace_context())
     with _body_errors():
         new_job = state.runtime.manager.build(request)
-    # The common case in one round trip; a live idempotency key takes the
-    # general path below, which tells a replay from a conflict.
-    fast = await Store(state.db).insert_one_as_tenant(new_job, caller.tenant_id)
-    if fast is not None and fast.job is not None:
-        return job_out(fast.job)
+    # One statement (job_insert, the one insert rule), scoped to the caller's
+    # tenant: a new job, or the job its idempotency key names, or a conflict.
+    done = await Store(state.db).insert_one_as_tenant(new_job, caller.tenant_id)
+    if isinstance(done, IdempotencyConflictError):
+        raise done
+    if done.created:
+        assert done.job is not None  # job_insert answers with what it inserted
+        return job_out(done.job)
     async with state.scope(caller) as scope:
-        with _body_errors():
-            done = await scope.manager.enqueue(request)
-        if done.created:
-            job = done.job or await scope.store.get_job(done.job_id, caller.tenant_id)
-        else:
-            job = await _replayed(scope, done.job_id, body)
-    assert job is not None
-    if not done.created:
-        response.status_code = 200
-        response.headers[REPLAYED] = "true"
+        job = await _replayed(scope, done.job_id, body)
+    response.status_code = 200
+    response.headers[REPLAYED] = "true"
     return job_out(job)
 
 

@@ -2,70 +2,30 @@
 -- `-- name: x` starts a statement; the line after it says what it does.
 -- Every time decision uses the database clock (now()), never a process's.
 
--- name: job_insert_many
--- Insert jobs from parallel arrays; a job with an idempotency key is inserted
--- only when its key is new or expired. Returns the ids actually inserted.
-WITH input AS (
-    SELECT *
-    FROM unnest(
-        %(ids)s::uuid[], %(tenants)s::text[], %(queues)s::text[], %(types)s::text[],
-        %(priorities)s::smallint[], %(data)s::text[], %(max_attempts)s::integer[],
-        %(max_stalled)s::integer[], %(leases)s::integer[], %(keys)s::text[],
-        %(ttls)s::integer[], %(hashes)s::text[], %(delays)s::double precision[],
-        %(run_ats)s::timestamptz[], %(created_by)s::text[], %(request_ids)s::text[],
-        %(traces)s::text[], %(replay_of)s::uuid[]
-    ) AS t(id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
-           lease_seconds, idempotency_key, ttl, payload_hash, delay, run_at,
-           created_by, request_id, trace_context, replay_of)
-),
-new_keys AS (
-    INSERT INTO queue_idempotency_keys AS k (tenant_id, key, job_id, payload_hash, expires_at)
-    SELECT tenant_id, idempotency_key, id, payload_hash, now() + make_interval(secs => ttl)
-    FROM input
-    WHERE idempotency_key IS NOT NULL
-    -- A live key is left alone (the caller then reads it back to tell a
-    -- replay from a conflict). DO NOTHING, not DO UPDATE ... WHERE expired:
-    -- DO UPDATE locks the existing row even when its WHERE is false, so
-    -- concurrent replays of one key would queue behind each other's commits.
-    ON CONFLICT (tenant_id, key) DO NOTHING
-    RETURNING job_id
-),
-taken_over AS (
-    -- An expired key is taken over; of concurrent takers, the first wins
-    -- (the others re-check expires_at on its new row and skip it).
-    UPDATE queue_idempotency_keys k
-    SET job_id = i.id, payload_hash = i.payload_hash, created_at = now(),
-        expires_at = now() + make_interval(secs => i.ttl)
-    FROM input i
-    WHERE i.idempotency_key IS NOT NULL
-      AND k.tenant_id = i.tenant_id AND k.key = i.idempotency_key
-      AND k.expires_at <= now()
-    RETURNING k.job_id
-),
-inserted AS (
-INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
-                  lease_seconds, idempotency_key, created_by, request_id, trace_context,
-                  replay_of, run_at)
-SELECT id, tenant_id, queue, type, priority, data::jsonb, max_attempts, max_stalled,
-       lease_seconds, idempotency_key, created_by, request_id, trace_context::jsonb,
-       replay_of, coalesce(run_at, now() + make_interval(secs => delay))
-FROM input
-WHERE idempotency_key IS NULL
-   OR id IN (SELECT job_id FROM new_keys UNION ALL SELECT job_id FROM taken_over)
-RETURNING id, queue, run_at
-)
--- The wake-up hint rides the insert: PostgreSQL delivers it at commit, so a
--- rolled-back transactional enqueue wakes nobody, and it folds duplicates.
-SELECT id, CASE WHEN run_at <= now() THEN pg_notify('queue_service_jobs', queue) END
-FROM inserted
+-- name: job_insert
+-- Insert jobs with the one insert rule (queue_service_insert_jobs, migration
+-- 0015, decision 0018): a job with an idempotency key goes in only when its
+-- key is new or expired. One row per job sent, read by name: `ord` (1-based
+-- position in the arrays), `created`, and either the job's created_at and
+-- run_at or, for a live key, the job it names and that job's payload hash.
+-- `scope`, when given, sets the caller's tenant for row-level security
+-- first. Joins the caller's transaction; the wake-up hint, one per queue, is
+-- delivered at commit.
+SELECT ord, job_id, created, payload_hash, created_at, run_at
+FROM queue_service_insert_jobs(
+    %(scope)s, %(ids)b::uuid[], %(tenants)b::text[], %(queues)b::text[], %(types)b::text[],
+    %(priorities)b::smallint[], %(data)b::text[], %(max_attempts)b::integer[],
+    %(max_stalled)b::integer[], %(leases)b::integer[], %(keys)b::text[], %(ttls)b::integer[],
+    %(hashes)b::text[], %(delays)b::double precision[], %(run_ats)b::timestamptz[],
+    %(created_by)b::text[], %(request_ids)b::text[], %(traces)b::text[], %(replay_of)b::uuid[])
 
 -- name: job_insert_keyless
--- One job without an idempotency key, the common single enqueue: a plain
--- INSERT with nothing to resolve, so no function call and nothing returned
--- but the wake-up hint (measured: the cost of the bare INSERT, where
--- queue_service_insert_job's PL/pgSQL adds ~50-80 µs of server time a job).
--- Joins the caller's transaction like the others: the hint is delivered at
--- commit. Same columns as job_insert_many.
+-- One job without an idempotency key, the common single enqueue: job_insert
+-- with nothing to resolve, as a plain INSERT (no key means the insert rule
+-- has nothing to decide), so no function call and nothing returned but the
+-- wake-up hint (measured: the cost of the bare INSERT, where the PL/pgSQL
+-- function adds ~50-80 µs of server time a job). Joins the caller's
+-- transaction like job_insert: the hint is delivered at commit.
 WITH inserted AS (
     INSERT INTO jobs (id, tenant_id, queue, type, priority, data, max_attempts, max_stalled,
                       lease_seconds, created_by, request_id, trace_context, replay_of, run_at)
@@ -76,16 +36,6 @@ WITH inserted AS (
     RETURNING queue, run_at
 )
 SELECT pg_notify('queue_service_jobs', queue) FROM inserted WHERE run_at <= now()
-
--- name: job_insert_one
--- Insert one job (queue_service_insert_job, migration 0004): same rules as
--- job_insert_many; `scope`, when given, sets the caller's tenant for
--- row-level security first. Returns the job if inserted.
-SELECT * FROM queue_service_insert_job(
-    %(scope)s, %(tenant)s, %(id)s, %(queue)s, %(type)s, %(priority)s::smallint, %(data)s::jsonb,
-    %(max_attempts)s, %(max_stalled)s, %(lease)s, %(key)s, %(ttl)s, %(hash)s, %(delay)s,
-    %(run_at)s::timestamptz, %(created_by)s, %(request_id)s, %(trace)s::jsonb,
-    %(replay_of)s::uuid)
 
 -- name: jobs_staging_prepare
 -- A session's staging table for bulk loads. COPY cannot write to a table
@@ -117,12 +67,6 @@ SELECT pg_notify('queue_service_jobs', q) FROM unnest(%(queues)s::text[]) AS q
 WITH staged AS (DELETE FROM jobs_staging RETURNING *),
 moved AS (INSERT INTO jobs SELECT * FROM staged)
 SELECT pg_notify('queue_service_jobs', q) FROM unnest(%(queues)s::text[]) AS q
-
--- name: idempotency_key_get_many
--- The live keys a batch collided with: the job each names and its payload hash.
-SELECT key, job_id, payload_hash
-FROM queue_idempotency_keys
-WHERE tenant_id = %(tenant)s AND key = ANY(%(keys)s::text[]) AND expires_at > now()
 
 -- name: idempotency_key_purge_expired
 -- Delete up to `limit` expired keys; returns how many went.
@@ -417,9 +361,10 @@ SELECT id FROM done WHERE (SELECT count(*) FROM wake) >= 0
 -- answer is one statement, not one per job). A job is in exactly one table in
 -- any snapshot: every move between them is one transaction.
 SELECT id, tenant_id, queue, type,
-       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
+       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END AS status,
        priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
-       run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of
+       run_at, started_at, NULL::timestamptz AS finished_at, last_error, NULL::jsonb AS result,
+       request_id, replay_of
 FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
 UNION ALL
 SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
@@ -506,12 +451,13 @@ SELECT id FROM done
 
 -- name: job_page_live
 -- A page of a queue's live jobs for one tenant by status, keyset-paginated
--- on (run_at, id), whole rows in job_get's column order: one statement per
+-- on (run_at, id), whole rows named as job_get_many's: one statement per
 -- page, never one per job (issue 8, item 9).
 SELECT id, tenant_id, queue, type,
-       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
+       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END AS status,
        priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
-       run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of
+       run_at, started_at, NULL::timestamptz AS finished_at, last_error, NULL::jsonb AS result,
+       request_id, replay_of
 FROM jobs
 WHERE queue = %(queue)s AND tenant_id = %(tenant)s
   AND CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END = %(status)s
@@ -521,7 +467,7 @@ LIMIT %(limit)s
 
 -- name: job_page_finished
 -- A page of a queue's finished jobs for one tenant by status, newest first,
--- whole rows in job_get's column order (finished_jobs_listing_idx).
+-- whole rows named as job_get_many's (finished_jobs_listing_idx).
 SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
        idempotency_key, created_by, created_at, run_at, started_at, finished_at,
        last_error, result, request_id, replay_of

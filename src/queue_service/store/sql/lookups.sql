@@ -3,16 +3,17 @@
 
 -- name: job_search
 -- A tenant's jobs in a queue whose type or idempotency key equals the term,
--- live ones newest first, then finished ones newest first, whole rows in
--- job_get's column order. Not a hot path, but bounded: the finished side
+-- live ones newest first, then finished ones newest first, whole rows named
+-- as job_get names them (read by name). Not a hot path, but bounded: the finished side
 -- looks at the newest `window` jobs of each finished status only (three
 -- ordered walks of finished_jobs_listing_idx), so a term that matches
 -- nothing costs the same with 200 or 2 M finished jobs; older ones are found
 -- by id. The live side filters the queue's unfinished jobs.
 (SELECT id, tenant_id, queue, type,
-        CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END,
+        CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END AS status,
         priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
-        run_at, started_at, NULL::timestamptz, last_error, NULL::jsonb, request_id, replay_of
+        run_at, started_at, NULL::timestamptz AS finished_at, last_error, NULL::jsonb AS result,
+        request_id, replay_of
  FROM jobs
  WHERE queue = %(queue)s AND tenant_id = %(tenant)s
    AND (type = %(term)s OR idempotency_key = %(term)s)
