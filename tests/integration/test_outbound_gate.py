@@ -423,12 +423,15 @@ async def test_a_booking_never_used_lapses_and_gives_its_token_back_but_never_tw
     await take(gate, "x")
     # and no more than the bucket holds: 5 calls in 2.6 s through 3 + 1/s.
     nxt = await snooze_of(gate, "y")
+    # (0.4 s at the travelled clock, less the real time this test took since:
+    # a loaded machine has taken 0.2 s, so only the upper bounds are tight.)
     assert nxt.reason == "svc: bucket empty, next token reserved"
-    assert 0.3 < nxt.delay_seconds <= 0.41
-    # Its holder back after the lapse holds nothing: booked anew, at the back.
+    assert 0 < nxt.delay_seconds <= 0.41
+    # Its holder back after the lapse holds nothing: booked anew, at the back,
+    # a whole token behind "y".
     late = await snooze_of(gate, "gone")
     assert late.reason == "svc: bucket empty, next token reserved"
-    assert 1.3 < late.delay_seconds <= 1.41
+    assert nxt.delay_seconds + 0.9 < late.delay_seconds <= 1.41
     # "queued"'s used-up booking stays as the memory of its run's calls.
     assert [(h, t) for h, _, t in await bookings(runtime)] == [
         ("queued", 0),
