@@ -38,7 +38,8 @@ USAGE = """usage: python3 dev.py COMMAND [ARGS...]
   serve [args]   install the project (locked deps) into .venv, run `queue-service serve args`
                  (QUEUE_SERVICE_ENV defaults to development: embedded database, generated keys)
   test [args]    install with dev extras (and Debian's pgbouncer and chromium when missing,
-                 as root or with sudo), run `python -m pytest args`
+                 as root or with sudo), run `python -m pytest args` on
+                 QUEUE_SERVICE_TEST_WORKERS workers (default 4; 0: one process)
   check          install with dev extras, run ruff check, ruff format --check, mypy, pytest
   lock           regenerate requirements.lock from pyproject.toml in a fresh venv
 """
@@ -265,6 +266,19 @@ def run_replacing_this_process(argv: Sequence[str]) -> None:
     os.execv(argv[0], list(argv))  # noqa: S606
 
 
+def parallel(args: Sequence[str]) -> list[str]:
+    """pytest arguments that run on QUEUE_SERVICE_TEST_WORKERS workers (default 4;
+    0 runs in this process), one test file per worker (a file's module fixtures,
+    such as a served dashboard or a set of network namespaces, stay on one
+    worker), unless the arguments already choose (-n, -p no:xdist)."""
+    if any(a.startswith("-n") or a == "no:xdist" or a.startswith("--numprocesses") for a in args):
+        return list(args)
+    workers = os.environ.get("QUEUE_SERVICE_TEST_WORKERS", "4")
+    if workers == "0":
+        return ["-p", "no:xdist", *args]
+    return ["-n", workers, "--dist", "loadfile", *args]
+
+
 def check() -> int:
     python = str(venv_exe("python"))
     steps = {
@@ -273,7 +287,7 @@ def check() -> int:
         "mypy": [python, "-m", "mypy"],
         # The layers and who may import a driver or a vendor SDK (pyproject.toml).
         "lint-imports": [str(venv_exe("lint-imports"))],
-        "pytest": [python, "-m", "pytest"],
+        "pytest": [python, "-m", "pytest", *parallel([])],
     }
     failed = []
     for name, command in steps.items():
@@ -343,7 +357,7 @@ def main(argv: Sequence[str]) -> int:
         ensure_pgbouncer()
         ensure_chromium()
         python = str(venv_exe("python"))
-        run_replacing_this_process([python, "-m", "pytest", *args])
+        run_replacing_this_process([python, "-m", "pytest", *parallel(args)])
     elif command == "check" and not args:
         ensure_installed(dev=True)
         ensure_pgbouncer()
