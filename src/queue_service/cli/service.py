@@ -173,8 +173,7 @@ def _check_providers(settings: Settings) -> None:
     in production refuses to run any on a development stand-in."""
     refusal = production_refusal(settings)
     if refusal is not None:
-        err.print(f"[red]error[/red]: {refusal}", soft_wrap=True)
-        raise typer.Exit(2)
+        raise StartupError(*refusal)
     for p in provider_statuses(settings):
         if p.development:
             log.warning(

@@ -86,16 +86,20 @@ def development_in_use(settings: Settings) -> list[ProviderStatus]:
     return [p for p in provider_statuses(settings) if p.development]
 
 
-def production_refusal(settings: Settings) -> str | None:
-    """Why a production process that runs jobs must not start, or None."""
+def production_refusal(settings: Settings) -> tuple[str, str] | None:
+    """Why a production process that runs jobs must not start, as (problem,
+    what to do), or None: two lines, however many providers it names."""
     if settings.is_development:
         return None
     dev = development_in_use(settings)
     if not dev:
         return None
-    lines = [f"  {p.kind}: {p.name} (configure {p.configure})" for p in dev]
-    return (
-        "QUEUE_SERVICE_ENV=production, but these would run on development providers:\n"
-        + "\n".join(lines)
-        + "\nConfigure them, or run with QUEUE_SERVICE_ENV=development."
+    problem = "QUEUE_SERVICE_ENV=production, but work would run on development providers: " + (
+        ", ".join(f"{p.kind}: {p.name}" for p in dev)
     )
+    fix = (
+        "configure "
+        + "; ".join(f"{p.configure} ({p.kind})" for p in dev)
+        + ", or run with QUEUE_SERVICE_ENV=development"
+    )
+    return problem, fix
