@@ -46,13 +46,23 @@ class Coalescer:
         db: Database,
         window_seconds: float,
         max_jobs: int,
+        max_in_flight: int = 4,
     ) -> None:
         self.db = db
         self.window_seconds = window_seconds
         self.max_jobs = max_jobs
         self.enabled = window_seconds > 0 and max_jobs > 1
+        # Inserts (alone or windows) in flight at once, each on a pooled
+        # connection. A burst on one idempotency key makes every window wait
+        # for the one before it (the key's row lock); unbounded, the windows
+        # held every connection of the pool and the API's other work timed
+        # out waiting for one (CI, 1,000 requests on one key under load: 17
+        # answered 503). A window that falls due while the cap holds goes
+        # when an insert ends, and grows meanwhile (up to max_jobs).
+        self.max_in_flight = max(1, max_in_flight)
         self._pending: list[_Waiting] = []
         self._in_flight = 0
+        self._due = False
         self._timer: asyncio.TimerHandle | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         # What happened, for the benchmark and the tests: commits made and
@@ -85,8 +95,9 @@ class Coalescer:
         return await asyncio.shield(outcome)
 
     def _slot_freed(self) -> None:
-        """An insert ended: the open window goes now if nothing else is in flight."""
-        if self._pending and self._in_flight == 0:
+        """An insert ended: the open window goes now if nothing else is in
+        flight, or if it fell due while the cap held it back."""
+        if self._pending and (self._in_flight == 0 or self._due):
             self._flush()
 
     def _flush(self) -> None:
@@ -95,6 +106,10 @@ class Coalescer:
             self._timer = None
         if not self._pending:
             return
+        if self._in_flight >= self.max_in_flight:
+            self._due = True  # _slot_freed sends it
+            return
+        self._due = False
         window, self._pending = self._pending[: self.max_jobs], self._pending[self.max_jobs :]
         self._in_flight += 1
         task = asyncio.get_running_loop().create_task(self._commit(window))

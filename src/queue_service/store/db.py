@@ -78,7 +78,10 @@ class Database:
         # builds on this module: imported here, not at the top).
         from queue_service.store.coalesce import Coalescer
 
-        self.coalescer: Coalescer | None = Coalescer(self, coalesce_seconds, coalesce_max)
+        # At most half the pool on inserts: the rest stays for everything else.
+        self.coalescer: Coalescer | None = Coalescer(
+            self, coalesce_seconds, coalesce_max, max_in_flight=max(1, max_size // 2)
+        )
 
         async def configure(conn: Conn) -> None:
             await conn.set_autocommit(True)
