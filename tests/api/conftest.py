@@ -124,9 +124,12 @@ def open_api(database_url: str) -> OpenApi:
         conn.execute(LEDGER_DDL)
 
     @asynccontextmanager
-    async def _open(**overrides: Any) -> AsyncIterator[Api]:
-        settings = make_api_settings(database_url, **overrides)
-        async with open_runtime(settings, database_url, extra_processors=PROCESSORS) as runtime:
+    async def _open(conninfo: str | None = None, **overrides: Any) -> AsyncIterator[Api]:
+        """``conninfo``: where the app connects (e.g. through PgBouncer);
+        the test's superuser reads (Api.sql) always go to the database direct."""
+        target = conninfo or database_url
+        settings = make_api_settings(target, **overrides)
+        async with open_runtime(settings, target, extra_processors=PROCESSORS) as runtime:
             state = build_api_state(settings, runtime)
             await state.open()
             state.started = True

@@ -8,42 +8,25 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 
-from queue_service.api.app import create_app
-from queue_service.api.state import build_api_state
-from queue_service.runtime.service import open_runtime
 from queue_service.runtime.worker import Worker
 from queue_service.store.db import API_ROLE
-from tests.api.conftest import BASE_URL, OTHER_TENANT, TENANT, Api, make_api_settings
-from tests.support.processors import LEDGER_DDL, PROCESSORS
+from tests.api.conftest import OTHER_TENANT, TENANT, Api, OpenApi
 from tests.support.waiting import eventually
 
 ECHO = {"type": "test.echo", "data": {"value": "hello"}}
 
 
 @pytest.fixture
-async def bounced_api(pgbouncer_url: str, database_url: str) -> AsyncIterator[Api]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(LEDGER_DDL)
-    settings = make_api_settings(
+async def bounced_api(
+    pgbouncer_url: str, database_url: str, open_api: OpenApi
+) -> AsyncIterator[Api]:
+    async with open_api(
         pgbouncer_url, database_listen_url=database_url, queue_service_pgbouncer=True
-    )
-    async with open_runtime(settings, pgbouncer_url, extra_processors=PROCESSORS) as runtime:
-        state = build_api_state(settings, runtime)
-        await state.open()
-        state.started = True
-        app = create_app(state)
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-                # Superuser reads (Api.sql) go direct.
-                api = Api(app, state, client, transport, database_url)
-                yield api
-        finally:
-            await state.close()
+    ) as api:
+        yield api
 
 
 def leave_role_behind(pgbouncer_url: str, role: str | None) -> None:
