@@ -13,26 +13,11 @@ import psycopg
 import pytest
 
 from queue_service.store import Database, Store
-from tests.support.processes import REPO
+from tests.support.processes import REPO, run_cli
 
 
 def cli(database_url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "QUEUE_SERVICE_PROCESSORS": "tests.support.processors:PROCESSORS",
-        "PYTHONPATH": str(REPO),
-        "COLUMNS": "200",
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "queue_service.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        check=False,
-    )
+    done = run_cli(database_url, *args, processors="tests.support.processors:PROCESSORS")
     if check and done.returncode != 0:
         raise AssertionError(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done

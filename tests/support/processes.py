@@ -68,3 +68,26 @@ class ServiceProcess:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+def run_cli(
+    database_url: str, *args: str, processors: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`queue-service ARGS` as a shell would run it, loading ``processors``
+    (QUEUE_SERVICE_PROCESSORS) from this repository; ``env`` added last."""
+    return subprocess.run(
+        [sys.executable, "-m", "queue_service.cli", *args],
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "QUEUE_SERVICE_PROCESSORS": processors,
+            "PYTHONPATH": str(REPO),
+            "COLUMNS": "200",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )
