@@ -10,6 +10,7 @@ from fastapi.routing import APIRoute
 
 from queue_service.api import dashboard
 from queue_service.api.bodylimit import BodyLimitMiddleware
+from queue_service.api.direct import DirectRoutes
 from queue_service.api.docs import install_docs
 from queue_service.api.problems import install_problem_handlers
 from queue_service.api.requestid import RequestIdMiddleware
@@ -65,6 +66,13 @@ def create_app(state: ApiState) -> FastAPI:
         app.include_router(router)
     # The operators' pages (not in the OpenAPI document): /dashboard.
     app.include_router(dashboard.router)
+    # Innermost: POST /jobs straight to its handler, inside the request id and
+    # the body limit, answered by the app's own exception handlers (decision 0027).
+    app.add_middleware(
+        DirectRoutes,
+        routes={("POST", "/jobs"): jobs.enqueue},
+        error_handlers=app.exception_handlers,
+    )
     # Added last = outermost: every response, a 413 included, gets its id.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
@@ -84,11 +92,14 @@ def _openapi(app: FastAPI, routes: list[APIRoute]) -> dict[str, Any]:
     )
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     for route in routes:
+        # A guard is declared by a dependency (allow), or by a direct route's
+        # handler itself (api/direct.py).
+        declared = [route.endpoint, *(d.call for d in route.dependant.dependencies)]
         security = next(
             (
-                getattr(d.call, "openapi_security", None)
-                for d in route.dependant.dependencies
-                if getattr(d.call, "openapi_security", None)
+                getattr(call, "openapi_security", None)
+                for call in declared
+                if getattr(call, "openapi_security", None)
             ),
             None,
         )

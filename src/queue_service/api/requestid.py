@@ -4,7 +4,7 @@ echoed on every response and carried into jobs and logs."""
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from contextvars import ContextVar
 
 import structlog
@@ -29,7 +29,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(HEADER, b"").decode("latin-1")
-        request_id = given if _WELL_FORMED.match(given) else uuid.uuid4().hex
+        request_id = given if _WELL_FORMED.match(given) else secrets.token_hex(16)
         token = _REQUEST_ID.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         # The request's span (tracing on; a no-op otherwise) carries the id too.

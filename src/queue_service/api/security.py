@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, Request, Response
 
@@ -41,6 +41,7 @@ SECURITY_SCHEMES = {
     },
 }
 RATE_WINDOW_SECONDS = 60
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Group = Literal["enqueue", "read", "admin"]
 GROUPS: tuple[Group, ...] = ("enqueue", "read", "admin")
 
@@ -96,9 +97,18 @@ class Guard:
         elif not caller.has_any_role(*self.roles):
             raise Problem(403, f"this needs one of the roles {', '.join(self.roles)}")
 
-    async def count(self, state: ApiState, caller: Principal, response: Response) -> None:
-        """Count one call against the tenant's and the caller's limits (429 when over)."""
-        await _count(state, caller, self.group, response)
+    async def count(self, state: ApiState, caller: Principal) -> dict[str, str]:
+        """Count one call against the tenant's and the caller's limits (429
+        when over); the RateLimit-* headers its answer carries."""
+        return await _count(state, caller, self.group)
+
+    async def authorize(self, request: Request) -> tuple[Principal, dict[str, str]]:
+        """Who calls, admitted and counted: the caller and the RateLimit-*
+        headers of the answer. Raises AuthError (401), Problem (403, 429)."""
+        state: ApiState = request.app.state.api
+        caller = await authenticate(request, state)
+        self.admit(caller)
+        return caller, await self.count(state, caller)
 
 
 def allow(
@@ -109,19 +119,22 @@ def allow(
     guard = Guard(roles, service, group)
 
     async def check(request: Request, response: Response) -> Principal:
-        state: ApiState = request.app.state.api
-        caller = await authenticate(request, state)
-        guard.admit(caller)
-        await guard.count(state, caller, response)
+        caller, headers = await guard.authorize(request)
+        response.headers.update(headers)
         return caller
 
-    # Read by the app's OpenAPI builder: which schemes this guard accepts.
-    check.openapi_security = [{"BearerJWT": []}] + (  # type: ignore[attr-defined]
-        [{"ServiceHMAC": []}] if service else []
+    return declare_guard(check, guard)
+
+
+def declare_guard(target: F, guard: Guard) -> F:
+    """Mark ``target`` (an ``allow`` dependency, or a handler that calls
+    ``guard.authorize`` itself) with the guard it applies: the app's OpenAPI
+    builder reads which schemes it accepts, the dashboard its rules."""
+    target.openapi_security = [{"BearerJWT": []}] + (  # type: ignore[attr-defined]
+        [{"ServiceHMAC": []}] if guard.service else []
     )
-    # Read by the dashboard (api/dashboard/calls.py): the same rules for its pages.
-    check.guard = guard  # type: ignore[attr-defined]
-    return check
+    target.guard = guard  # type: ignore[attr-defined]
+    return target
 
 
 def rate_limit_of(settings: Settings, key: str) -> int | None:
@@ -139,7 +152,7 @@ def rate_limit_of(settings: Settings, key: str) -> int | None:
     return limit
 
 
-async def _count(state: ApiState, caller: Principal, group: Group, response: Response) -> None:
+async def _count(state: ApiState, caller: Principal, group: Group) -> dict[str, str]:
     keys = [group, f"{group}:{caller.subject}"]
     limits = [rate_limit_of(state.settings, k) or 1 for k in keys]
     windows = await state.limiter.hit(caller.tenant_id, keys, limits)
@@ -171,7 +184,7 @@ async def _count(state: ApiState, caller: Principal, group: Group, response: Res
                 ]
             },
         )
-    response.headers.update(headers)
+    return headers
 
 
 def _scope_of(caller: Principal, key: str) -> str:
@@ -198,9 +211,6 @@ def _exceeded(settings: Settings, caller: Principal, window: Count, retry_after:
 
 
 AnyRole = Annotated[Principal, Depends(allow("admin", "venue_admin", "user"))]
-Enqueuer = Annotated[
-    Principal, Depends(allow("admin", "venue_admin", "user", service=True, group="enqueue"))
-]
 BatchEnqueuer = Annotated[Principal, Depends(allow("admin", service=True, group="enqueue"))]
 Admin = Annotated[Principal, Depends(allow("admin", group="admin"))]
 Canceller = Annotated[Principal, Depends(allow("admin", "venue_admin", group="admin"))]

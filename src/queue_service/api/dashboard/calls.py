@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any, TypeVar, get_type_hints
 
-from fastapi import Response
 from fastapi.params import Depends
 
 from queue_service.api.auth.principal import AuthError, Principal
@@ -49,7 +48,7 @@ async def call(
     the Problem (status and detail) the API would answer with."""
     guard = guard_of(handler)
     guard.admit(caller)
-    await guard.count(state, caller, Response())
+    await guard.count(state, caller)
     try:
         return await handler(caller=caller, state=state, **arguments)
     except (Problem, AuthError):

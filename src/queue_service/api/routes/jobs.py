@@ -6,9 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from queue_service.api.auth.principal import Principal
+from queue_service.api.direct import json_body, request_body_schema
 from queue_service.api.problems import ERROR_RESPONSES, Problem
 from queue_service.api.requestid import current_request_id
 from queue_service.api.schemas import (
@@ -24,11 +25,12 @@ from queue_service.api.security import (
     AnyRole,
     BatchEnqueuer,
     Canceller,
-    Enqueuer,
+    Guard,
     State,
+    declare_guard,
     sees_all_of_tenant,
 )
-from queue_service.api.state import Scope
+from queue_service.api.state import ApiState, Scope
 from queue_service.core.jobs import Job
 from queue_service.errors import EnqueueError, IdempotencyConflictError
 from queue_service.observability.tracing import current_trace_context, trace_id_of
@@ -41,7 +43,8 @@ REPLAYED = "Idempotent-Replayed"
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut.model_validate({**job.to_dict(), "request_id": job.request_id})
+    # Read off the record's attributes: no ISO strings made and parsed back.
+    return JobOut.model_validate(job, from_attributes=True)
 
 
 def _request(
@@ -117,6 +120,11 @@ async def visible_job(scope: Scope, job_id: UUID) -> Job:
     return job
 
 
+# POST /jobs is a direct route (api/direct.py): the app hands it the request
+# before the router, and it applies its guard and body model itself.
+ENQUEUE = Guard(("admin", "venue_admin", "user"), service=True, group="enqueue")
+
+
 @router.post(
     "/jobs",
     status_code=201,
@@ -128,11 +136,14 @@ async def visible_job(scope: Scope, job_id: UUID) -> Job:
             "description": "Idempotent replay: the existing job (header Idempotent-Replayed: true)",
         }
     },
+    openapi_extra=request_body_schema(EnqueueBody),
 )
-async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: Response) -> JobOut:
-    request = _request(body, caller, current_trace_context())
+async def enqueue(request: Request) -> Response:
+    caller, headers = await ENQUEUE.authorize(request)
+    body = await json_body(request, EnqueueBody)
+    state: ApiState = request.app.state.api
     with _body_errors():
-        new_job = state.runtime.manager.build(request)
+        new_job = state.runtime.manager.build(_request(body, caller, current_trace_context()))
     # One statement (job_insert, the one insert rule), scoped to the caller's
     # tenant: a new job, or the job its idempotency key names, or a conflict.
     done = await Store(state.db).insert_one_as_tenant(new_job, caller.tenant_id)
@@ -140,12 +151,18 @@ async def enqueue(body: EnqueueBody, caller: Enqueuer, state: State, response: R
         raise done
     if done.created:
         assert done.job is not None  # job_insert answers with what it inserted
-        return job_out(done.job)
+        return _job_response(done.job, 201, headers)
     async with state.scope(caller) as scope:
         job = await _replayed(scope, done.job_id, body)
-    response.status_code = 200
-    response.headers[REPLAYED] = "true"
-    return job_out(job)
+    return _job_response(job, 200, {**headers, REPLAYED: "true"})
+
+
+declare_guard(enqueue, ENQUEUE)
+
+
+def _job_response(job: Job, status: int, headers: dict[str, str]) -> Response:
+    """``job`` as its response model serialises it (what FastAPI would send)."""
+    return Response(job_out(job).model_dump_json(), status, headers, "application/json")
 
 
 async def _replayed(scope: Scope, job_id: UUID, body: EnqueueBody) -> Job:
