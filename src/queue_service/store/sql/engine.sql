@@ -149,9 +149,34 @@ RETURNING j.id, j.tenant_id, j.queue, j.type, j.data, j.attempts, j.max_attempts
           j.lease_token, j.lease_seconds, j.request_id, j.trace_context, j.started_at,
           j.priority, j.run_at
 
+-- fragment: finished_from_done
+-- How a job row becomes a finished_jobs row: the one rule of every statement
+-- that ends a job (job_complete_many, job_finish_many, job_cancel_waiting,
+-- queue_clear), each taking it with `-- include: finished_from_done` inside
+-- its `moved` CTE. The loader (store/queries.py) copies it there when the
+-- statements are loaded, so each runs as if written out, with the same plan
+-- (decision 0028). The job keeps every column finished_jobs has; finished_at
+-- is the database clock. The statement's `done` CTE returns the job row it
+-- deleted (`*`) and what the ending decides, under these names:
+-- final_status ('completed', 'failed' or 'cancelled'), final_error (the
+-- finished row's last_error) and final_result (jsonb; NULL unless completed).
+-- The column list is finished_jobs' own, in table order:
+-- tests/integration/test_finishing.py holds it against the migrated table.
+INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
+                           max_attempts, stalled_count, max_stalled, lease_seconds,
+                           idempotency_key, created_by, request_id, trace_context,
+                           replay_of, created_at, run_at, started_at, finished_at,
+                           last_error, result)
+SELECT id, tenant_id, queue, type, final_status, priority, data, attempts, max_attempts,
+       stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
+       request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
+       final_error, final_result
+FROM done
+
 -- name: job_complete_many
 -- Finish attempts that succeeded, fenced by their lease tokens: move each to
--- finished_jobs with its result and write its history row. Returns the ids
+-- finished_jobs with its result (finished_from_done; last_error stays the
+-- last failed attempt's) and write its history row. Returns the ids
 -- finished; an id missing from the answer had lost its lease.
 --
 -- Planner pitfall (decision 0017), shared by every statement that acts on
@@ -172,19 +197,11 @@ done AS (
     DELETE FROM jobs j
     USING input i
     WHERE j.id = i.id AND j.lease_token = i.token AND j.status = 'active'
-    RETURNING j.*, i.result
+    RETURNING j.*, 'completed' AS final_status, j.last_error AS final_error,
+              i.result::jsonb AS final_result
 ),
 moved AS (
-    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
-                               max_attempts, stalled_count, max_stalled, lease_seconds,
-                               idempotency_key, created_by, request_id, trace_context,
-                               replay_of, created_at, run_at, started_at, finished_at,
-                               last_error, result)
-    SELECT id, tenant_id, queue, type, 'completed', priority, data, attempts, max_attempts,
-           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
-           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
-           last_error, result::jsonb
-    FROM done
+    -- include: finished_from_done
 ),
 history AS (
     INSERT INTO job_events (job_id, tenant_id, event, attempt, worker_id, started_at)
@@ -239,8 +256,9 @@ SELECT id FROM done
 
 -- name: job_finish_many
 -- End attempts for good, fenced by lease tokens: `failed` (with a
--- dead_letter_jobs row) or `cancelled`. Used by workers, the rescuer and
--- cancellation alike. Returns the ids finished.
+-- dead_letter_jobs row) or `cancelled`, moved to finished_jobs with the
+-- error as last_error and no result (finished_from_done). Used by workers,
+-- the rescuer and cancellation alike. Returns the ids finished.
 WITH input AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(tokens)s::bigint[], %(errors)s::text[],
                          %(dlq_ids)s::uuid[])
@@ -250,19 +268,11 @@ done AS (
     DELETE FROM jobs j
     USING input i
     WHERE j.id = i.id AND j.lease_token = i.token
-    RETURNING j.*, i.error AS final_error, i.dlq_id
+    RETURNING j.*, %(status)s AS final_status, i.error AS final_error,
+              NULL::jsonb AS final_result, i.dlq_id
 ),
 moved AS (
-    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
-                               max_attempts, stalled_count, max_stalled, lease_seconds,
-                               idempotency_key, created_by, request_id, trace_context,
-                               replay_of, created_at, run_at, started_at, finished_at,
-                               last_error)
-    SELECT id, tenant_id, queue, type, %(status)s, priority, data, attempts, max_attempts,
-           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
-           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
-           final_error
-    FROM done
+    -- include: finished_from_done
 ),
 dead AS (
     INSERT INTO dead_letter_jobs (id, tenant_id, original_job_id, queue, type, data, error,
@@ -385,27 +395,20 @@ SELECT event, attempt, worker_id, started_at, at, error
 FROM job_events WHERE job_id = %(id)s ORDER BY id
 
 -- name: job_cancel_waiting
--- Cancel a job that has not started: straight to finished as `cancelled`.
+-- Cancel a job that has not started: straight to finished as `cancelled`,
+-- the reason as its last_error (finished_from_done).
 WITH done AS (
     DELETE FROM jobs
     WHERE id = %(id)s AND tenant_id = %(tenant)s AND status = 'waiting'
-    RETURNING *
+    RETURNING *, 'cancelled' AS final_status, %(reason)s AS final_error,
+              NULL::jsonb AS final_result
 ),
 moved AS (
-    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
-                               max_attempts, stalled_count, max_stalled, lease_seconds,
-                               idempotency_key, created_by, request_id, trace_context,
-                               replay_of, created_at, run_at, started_at, finished_at,
-                               last_error)
-    SELECT id, tenant_id, queue, type, 'cancelled', priority, data, attempts, max_attempts,
-           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
-           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
-           %(reason)s
-    FROM done
+    -- include: finished_from_done
 ),
 history AS (
     INSERT INTO job_events (job_id, tenant_id, event, attempt, error)
-    SELECT id, tenant_id, 'cancelled', attempts, %(reason)s FROM done
+    SELECT id, tenant_id, 'cancelled', attempts, final_error FROM done
 )
 SELECT id FROM done
 
@@ -524,28 +527,21 @@ SELECT queue, tenant_id, paused_by, paused_at FROM queue_pauses ORDER BY queue, 
 
 -- name: queue_clear
 -- Cancel every waiting and delayed job of a queue for a tenant (NULL: all),
--- keeping them in finished_jobs as `cancelled` for the audit trail.
+-- keeping them in finished_jobs as `cancelled` for the audit trail, who
+-- cleared it as their last_error (finished_from_done).
 WITH done AS (
     DELETE FROM jobs
     WHERE queue = %(queue)s AND status = 'waiting'
       AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
-    RETURNING *
+    RETURNING *, 'cancelled' AS final_status, 'queue cleared by ' || %(actor)s AS final_error,
+              NULL::jsonb AS final_result
 ),
 moved AS (
-    INSERT INTO finished_jobs (id, tenant_id, queue, type, status, priority, data, attempts,
-                               max_attempts, stalled_count, max_stalled, lease_seconds,
-                               idempotency_key, created_by, request_id, trace_context,
-                               replay_of, created_at, run_at, started_at, finished_at,
-                               last_error)
-    SELECT id, tenant_id, queue, type, 'cancelled', priority, data, attempts, max_attempts,
-           stalled_count, max_stalled, lease_seconds, idempotency_key, created_by,
-           request_id, trace_context, replay_of, created_at, run_at, started_at, now(),
-           'queue cleared by ' || %(actor)s
-    FROM done
+    -- include: finished_from_done
 ),
 history AS (
     INSERT INTO job_events (job_id, tenant_id, event, attempt, error)
-    SELECT id, tenant_id, 'cancelled', attempts, 'queue cleared by ' || %(actor)s FROM done
+    SELECT id, tenant_id, 'cancelled', attempts, final_error FROM done
 )
 SELECT count(*) FROM done
 
