@@ -116,6 +116,11 @@ class Settings(BaseSettings):
     # rescuer, maintenance, schedules, alerts; decision 0022). `api` never does.
     queue_service_leader_candidate: bool = True
     queue_service_pool_size: int = Field(default=10, ge=2, le=200)
+    # How long an API request waits for a connection of the API's pool
+    # before it is answered 503 with Retry-After (decision 0029). Longer than
+    # a client's or load balancer's own timeout it only turns 503s into
+    # timeouts.
+    queue_service_api_pool_timeout: float = Field(default=5.0, gt=0, le=120)
     # Dedicated asyncpg connections for inserts that run alone: one job, or a
     # plain batch (store/lane.py, decision 0008); 0 sends them through the pool.
     queue_service_insert_lane: int = Field(default=2, ge=0, le=32)

@@ -56,3 +56,19 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
         if not any(f"`{name.upper()}`" in row for row in rows)
     ]
     assert missing == [], f"settings missing from the README's configuration table: {missing}"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "121", "soon"])
+def test_an_api_pool_wait_outside_0_to_120_seconds_is_refused(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUEUE_SERVICE_API_POOL_TIMEOUT", value)
+    with pytest.raises(ValidationError, match="queue_service_api_pool_timeout"):
+        load_settings()
+
+
+def test_the_api_pool_wait_is_read_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QUEUE_SERVICE_API_POOL_TIMEOUT", raising=False)
+    assert load_settings().queue_service_api_pool_timeout == 5.0
+    monkeypatch.setenv("QUEUE_SERVICE_API_POOL_TIMEOUT", "0.25")
+    assert load_settings().queue_service_api_pool_timeout == 0.25

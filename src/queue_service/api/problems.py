@@ -20,7 +20,7 @@ from queue_service.errors import (
     JobNotFoundError,
 )
 from queue_service.processors.registry import UnknownQueueError
-from queue_service.store.errors import UnstorableValueError, is_transient
+from queue_service.store.errors import PoolWaitTimeout, UnstorableValueError, is_transient
 
 log = structlog.get_logger("queue_service.api")
 PROBLEM_JSON = "application/problem+json"
@@ -221,6 +221,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             request,
         )
 
+    @app.exception_handler(PoolWaitTimeout)
+    async def on_pool_wait(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PoolWaitTimeout)
+        log.warning(
+            "no pooled connection came free in time; answered 503",
+            path=request.url.path,
+            pool=exc.pool,
+            pool_size=exc.max_size,
+            waited_seconds=exc.timeout,
+        )
+        return problem_response(503, pool_wait_detail(exc), request, {"Retry-After": "2"})
+
     @app.exception_handler(Exception)
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         if is_transient(exc):
@@ -229,3 +241,16 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         log.exception("unhandled error", path=request.url.path)
         return problem_response(500, "internal error; it has been logged", request)
+
+
+def pool_wait_detail(exc: PoolWaitTimeout) -> str:
+    """What a 503 for a pool wait says: the wait and the pool's size, each
+    with the setting an operator would tune (docs/operations.md#connections)."""
+    wait = f"{exc.timeout:g} s"
+    if exc.timeout_setting:
+        wait += f" ({exc.timeout_setting})"
+    return (
+        f"no database connection came free within {wait}: all {exc.max_size} connections"
+        f" of the {exc.pool!r} pool (QUEUE_SERVICE_POOL_SIZE) stayed busy, or the database"
+        " could not be reached; retry shortly"
+    )

@@ -17,6 +17,7 @@ from psycopg import sql
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from queue_service.store.errors import PoolWaitTimeout
 from queue_service.store.lane import InsertLane
 
 Conn = psycopg.AsyncConnection[Any]
@@ -58,9 +59,13 @@ class Database:
         pgbouncer: bool = False,
         coalesce_seconds: float = 0.0,
         coalesce_max: int = 100,
+        timeout_setting: str | None = None,
     ) -> None:
         self.conninfo = conninfo
         self.role = role
+        self.application_name = application_name
+        # The setting that chose ``timeout``, named when a wait runs out.
+        self.timeout_setting = timeout_setting
         # Behind PgBouncer in transaction mode a session's SET ROLE stays on whichever
         # server connection ran it and reaches other clients (measured with pgbouncer
         # 1.18): the role is then set per transaction (SET LOCAL ROLE) instead.
@@ -128,7 +133,7 @@ class Database:
         if conn is not None:
             yield conn
             return
-        async with self.pool.connection() as pooled:
+        async with self._pooled() as pooled:
             if not self.pgbouncer:
                 yield pooled
                 return
@@ -136,6 +141,23 @@ class Database:
             await pooled.execute(self._begin_as_role, prepare=False)
             async with _ending_transaction(pooled):
                 yield pooled
+
+    @asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[Conn]:
+        """A pooled connection, or PoolWaitTimeout naming this pool when none
+        came free within its wait (a PoolTimeout from inside the block is
+        the block's own and passes unchanged)."""
+        entered = False
+        try:
+            async with self.pool.connection() as conn:
+                entered = True
+                yield conn
+        except PoolTimeout as exc:
+            if entered:
+                raise
+            raise PoolWaitTimeout(
+                self.application_name, self.pool.max_size, self.pool.timeout, self.timeout_setting
+            ) from exc
 
     @asynccontextmanager
     async def transaction(self, conn: Conn | None = None) -> AsyncIterator[Conn]:
@@ -150,7 +172,7 @@ class Database:
         Everything run through the returned database shares the transaction;
         the setting is local to it, so the pooled connection goes back clean.
         """
-        async with self.pool.connection() as conn:
+        async with self._pooled() as conn:
             # BEGIN and the setting in one simple query: one round trip and
             # one execute (measured 23% more requests/s than pipeline mode,
             # whose machinery costs more CPU than the round trip it saves);
@@ -194,6 +216,8 @@ class BoundDatabase(Database):
         self._conn = conn
         self.conninfo = ""
         self.role = ""
+        self.application_name = ""
+        self.timeout_setting = None
         self.lane = None
         self.coalescer = None  # one transaction: nothing to share
         self.pgbouncer = False
