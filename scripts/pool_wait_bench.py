@@ -1,5 +1,5 @@
 """Bursts against a real `queue-service api` process, for choosing
-QUEUE_SERVICE_API_POOL_TIMEOUT (docs/decisions/0029-api-pool-wait.md).
+QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS (docs/decisions/0029-api-pool-wait.md).
 
 For each wait (--timeouts) the API is started as its own process on a
 scratch database (migrated by the API at start-up), and each scenario sends
@@ -85,7 +85,7 @@ def api_process(conninfo: str, timeout: float, pool_size: int) -> Iterator[str]:
         "QUEUE_SERVICE_ENV": "production",
         "QUEUE_SERVICE_PORT": str(port),
         "QUEUE_SERVICE_POOL_SIZE": str(pool_size),
-        "QUEUE_SERVICE_API_POOL_TIMEOUT": str(timeout),
+        "QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS": str(timeout),
         "QUEUE_SERVICE_LOG_LEVEL": "error",
         # Inbound limits far above any burst here: they are not what is measured.
         "QUEUE_SERVICE_RATE_LIMIT_ENQUEUE_PER_MINUTE": "10000000",
@@ -137,7 +137,7 @@ async def api_in_process(conninfo: str, pool_wait: float, pool_size: int) -> Asy
         database_url=conninfo,
         jwt_secret=SECRET,
         queue_service_pool_size=pool_size,
-        queue_service_api_pool_timeout=pool_wait,
+        queue_service_api_pool_timeout_seconds=pool_wait,
         queue_service_rate_limit_enqueue_per_minute=10_000_000,
         queue_service_rate_limit_read_per_minute=10_000_000,
     )

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     # before it is answered 503 with Retry-After (decision 0029). Longer than
     # a client's or load balancer's own timeout it only turns 503s into
     # timeouts.
-    queue_service_api_pool_timeout: float = Field(default=5.0, gt=0, le=120)
+    queue_service_api_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     # Dedicated asyncpg connections for inserts that run alone: one job, or a
     # plain batch (store/lane.py, decision 0008); 0 sends them through the pool.
     queue_service_insert_lane: int = Field(default=2, ge=0, le=32)

@@ -15,7 +15,7 @@ from tests.api.conftest import TENANT, Api
 REQUESTS = 1000
 # Requests in flight at once: five per connection of the API's pool (10). At
 # 100 (ten per connection) a loaded CI machine kept some waiting past the
-# pool's 5 s (QUEUE_SERVICE_API_POOL_TIMEOUT) and answered 503 (4 of 1,000),
+# pool's 5 s (QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS) and answered 503 (4 of 1,000),
 # a load limit, not a lost or doubled job; what this test guards is one job
 # for one key (decision 0029 measured the waits).
 POOL = 50

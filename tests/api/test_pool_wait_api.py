@@ -1,4 +1,4 @@
-"""The API's wait for a pooled connection (QUEUE_SERVICE_API_POOL_TIMEOUT,
+"""The API's wait for a pooled connection (QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS,
 decision 0029): when every connection stays busy for the whole wait, the
 request is answered 503 problem+json with Retry-After, naming the setting
 and the pool's size, and nothing is written for it."""
@@ -23,7 +23,7 @@ async def test_an_enqueue_that_finds_the_pool_busy_for_the_whole_wait_is_answere
     open_api: OpenApi,
 ) -> None:
     async with open_api(
-        queue_service_pool_size=POOL_SIZE, queue_service_api_pool_timeout=WAIT_SECONDS
+        queue_service_pool_size=POOL_SIZE, queue_service_api_pool_timeout_seconds=WAIT_SECONDS
     ) as api:
         user = api.auth("u1", TENANT, "user")
         admin = api.auth("a1", TENANT, "admin")
@@ -76,7 +76,7 @@ async def test_an_enqueue_that_finds_the_pool_busy_for_the_whole_wait_is_answere
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.headers["Retry-After"] == "2"
     detail = refused.json()["detail"]
-    assert "within 0.2 s (QUEUE_SERVICE_API_POOL_TIMEOUT)" in detail, detail
+    assert "within 0.2 s (QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS)" in detail, detail
     assert f"all {POOL_SIZE} connections" in detail and "QUEUE_SERVICE_POOL_SIZE" in detail, detail
     # The setting's wait, not the 5 s default: well before 5 s, not before 0.2 s.
     assert WAIT_SECONDS * 0.9 <= waited < 2.0, waited

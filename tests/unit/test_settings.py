@@ -62,13 +62,13 @@ def test_every_setting_is_in_the_readme_configuration_table() -> None:
 def test_an_api_pool_wait_outside_0_to_120_seconds_is_refused(
     value: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("QUEUE_SERVICE_API_POOL_TIMEOUT", value)
-    with pytest.raises(ValidationError, match="queue_service_api_pool_timeout"):
+    monkeypatch.setenv("QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValidationError, match="queue_service_api_pool_timeout_seconds"):
         load_settings()
 
 
 def test_the_api_pool_wait_is_read_in_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("QUEUE_SERVICE_API_POOL_TIMEOUT", raising=False)
-    assert load_settings().queue_service_api_pool_timeout == 5.0
-    monkeypatch.setenv("QUEUE_SERVICE_API_POOL_TIMEOUT", "0.25")
-    assert load_settings().queue_service_api_pool_timeout == 0.25
+    monkeypatch.delenv("QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS", raising=False)
+    assert load_settings().queue_service_api_pool_timeout_seconds == 5.0
+    monkeypatch.setenv("QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS", "0.25")
+    assert load_settings().queue_service_api_pool_timeout_seconds == 0.25

@@ -13,7 +13,7 @@ class PoolWaitTimeout(psycopg_pool.PoolTimeout):
     stayed busy (overload, slow statements, a lock queue), or the database
     could not be reached to open one. Transient like any PoolTimeout; it
     names the pool, its size and its wait, and the setting that sets the
-    wait when one does (e.g. QUEUE_SERVICE_API_POOL_TIMEOUT)."""
+    wait when one does (e.g. QUEUE_SERVICE_API_POOL_TIMEOUT_SECONDS)."""
 
     def __init__(
         self, pool: str, max_size: int, timeout: float, timeout_setting: str | None
