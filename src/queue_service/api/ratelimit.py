@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -49,31 +50,26 @@ class InboundLimiter:
         self._windows: dict[tuple[str, str], _Window] = {}
         self._flusher: asyncio.Task[None] | None = None
 
-    async def hit(self, tenant: str, keys: list[str], limits: list[int]) -> list[Count]:
+    async def hit(self, tenant: str, keys: Sequence[str], limits: Sequence[int]) -> list[Count]:
         """Count one request against each key; the counts include it."""
         now = time.monotonic()
-        stale = [
-            i
-            for i, k in enumerate(keys)
-            if (w := self._windows.get((tenant, k))) is None or now >= w.ends_at
-        ]
+        windows = [self._windows.get((tenant, k)) for k in keys]
+        stale = [i for i, w in enumerate(windows) if w is None or now >= w.ends_at]
         if stale:
+            # Counted in the database as they start (so not pending here).
             await self._start_windows(tenant, [keys[i] for i in stale], [limits[i] for i in stale])
+            windows = [self._windows[(tenant, k)] for k in keys]
         counts = []
-        for i, key in enumerate(keys):
-            window = self._windows[(tenant, key)]
-            window.limit = limits[i]
+        for i, (key, limit, window) in enumerate(zip(keys, limits, windows, strict=True)):
+            assert window is not None
+            window.limit = limit
             if i not in stale:
                 window.pending += 1
             counts.append(
-                Count(
-                    key,
-                    window.limit,
-                    window.shared + window.pending,
-                    max(0.0, window.ends_at - now),
-                )
+                Count(key, limit, window.shared + window.pending, max(0.0, window.ends_at - now))
             )
-        self._ensure_flusher()
+        if self._flusher is None or self._flusher.done():
+            self._ensure_flusher()
         return counts
 
     async def _start_windows(self, tenant: str, keys: list[str], limits: list[int]) -> None:

@@ -142,49 +142,53 @@ def rate_limit_of(settings: Settings, key: str) -> int | None:
     group, _, subject = key.partition(":")
     if group not in GROUPS or (_ and not subject):
         return None
+    tenant, caller = _limits(settings, group)
+    return caller if subject else tenant
+
+
+def _limits(settings: Settings, group: Group) -> tuple[int, int]:
+    """A group's limits per window: the tenant's, and one caller's share of it."""
     limit = (
         settings.queue_service_rate_limit_enqueue_per_minute
         if group == "enqueue"
         else settings.queue_service_rate_limit_read_per_minute
     )
-    if subject:
-        return max(1, int(limit * settings.queue_service_rate_limit_user_share))
-    return limit
+    return limit, max(1, int(limit * settings.queue_service_rate_limit_user_share))
 
 
 async def _count(state: ApiState, caller: Principal, group: Group) -> dict[str, str]:
-    keys = [group, f"{group}:{caller.subject}"]
-    limits = [rate_limit_of(state.settings, k) or 1 for k in keys]
-    windows = await state.limiter.hit(caller.tenant_id, keys, limits)
-    tightest = min(windows, key=lambda w: w.limit - w.count)
-    remaining = max(0, tightest.limit - tightest.count)
+    windows = await state.limiter.hit(
+        caller.tenant_id, [group, f"{group}:{caller.subject}"], _limits(state.settings, group)
+    )
+    tenant, own = windows
+    tightest = tenant if tenant.limit - tenant.count <= own.limit - own.count else own
     reset = max(1, round(tightest.seconds_left))
     headers = {
         "RateLimit-Limit": str(tightest.limit),
-        "RateLimit-Remaining": str(remaining),
+        "RateLimit-Remaining": str(max(0, tightest.limit - tightest.count)),
         "RateLimit-Reset": str(reset),
     }
+    if tenant.count <= tenant.limit and own.count <= own.limit:
+        return headers
     over = [w for w in windows if w.count > w.limit]
-    if over:
-        raise Problem(
-            429,
-            "; ".join(_exceeded(state.settings, caller, w, reset) for w in over),
-            headers={**headers, "Retry-After": str(reset)},
-            extensions={
-                "rate_limit": [
-                    {
-                        "scope": _scope_of(caller, w.key),
-                        "key": w.key,
-                        "group": group,
-                        "limit": w.limit,
-                        "window_seconds": RATE_WINDOW_SECONDS,
-                        "retry_after": reset,
-                    }
-                    for w in over
-                ]
-            },
-        )
-    return headers
+    raise Problem(
+        429,
+        "; ".join(_exceeded(state.settings, caller, w, reset) for w in over),
+        headers={**headers, "Retry-After": str(reset)},
+        extensions={
+            "rate_limit": [
+                {
+                    "scope": _scope_of(caller, w.key),
+                    "key": w.key,
+                    "group": group,
+                    "limit": w.limit,
+                    "window_seconds": RATE_WINDOW_SECONDS,
+                    "retry_after": reset,
+                }
+                for w in over
+            ]
+        },
+    )
 
 
 def _scope_of(caller: Principal, key: str) -> str:
