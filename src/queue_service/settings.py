@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     # a client's or load balancer's own timeout it only turns 503s into
     # timeouts.
     queue_service_api_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
+    # How long the HTTP server keeps an idle keep-alive connection open. It
+    # must outlast the idle timeout of every client and load balancer in
+    # front (httpx 5 s, AWS ALB 60 s): a server that closes first races the
+    # client's next request on that connection, which then fails unanswered.
+    queue_service_http_keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
     # Dedicated asyncpg connections for inserts that run alone: one job, or a
     # plain batch (store/lane.py, decision 0008); 0 sends them through the pool.
     queue_service_insert_lane: int = Field(default=2, ge=0, le=32)

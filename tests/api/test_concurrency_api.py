@@ -29,9 +29,10 @@ async def test_1000_concurrent_identical_enqueues_make_exactly_one_job(live_api:
         "idempotency_key": "order-42-charge",
     }
     headers = live_api.auth("u1", TENANT, "user")
-    # Idle connections dropped after 1 s, before the server's 5 s keep-alive
-    # closes them: at httpx's default (5 s, the same) a request sent on a
-    # connection the server is closing fails with ReadError (seen under load).
+    # Idle connections dropped after 1 s. The server keeps them 75 s
+    # (QUEUE_SERVICE_HTTP_KEEP_ALIVE_SECONDS); at uvicorn's own 5 s, the same as
+    # httpx's expiry, a request sent on a connection the server was closing
+    # failed with ReadError (seen under load).
     limits = httpx.Limits(
         max_connections=POOL, max_keepalive_connections=POOL, keepalive_expiry=1.0
     )

@@ -5,6 +5,9 @@ job as the routed endpoints give, the same problem bodies for errors."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 from typing import Any
 
 import pytest
@@ -82,3 +85,60 @@ async def test_other_methods_and_paths_still_go_through_the_router(api: Api) -> 
     assert (await api.client.get("/jobs", headers=headers)).status_code == 405
     batch = await api.client.post("/jobs/batch", json={"jobs": [ECHO]}, headers=headers)
     assert batch.status_code == 201
+
+
+def _post_head(api: Api, length: int) -> bytes:
+    token = api.auth("u1", TENANT, "user")["Authorization"]
+    return (
+        f"POST /jobs HTTP/1.1\r\nHost: test\r\nAuthorization: {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return int(head.split(b" ", 2)[1]), await reader.readexactly(length)
+
+
+@pytest.mark.slow
+async def test_a_client_gone_before_its_body_arrived_writes_nothing_and_logs_no_error(
+    live_api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = json.dumps(ECHO).encode()
+    host, port = live_api.base_url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(_post_head(live_api, len(body)) + body[:10])  # half a body, then gone
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.sleep(0.5)
+
+    assert live_api.job_count() == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    # And the server still serves.
+    assert (
+        await live_api.client.post("/jobs", json=ECHO, headers=live_api.auth("u1", TENANT, "user"))
+    ).status_code == 201
+
+
+@pytest.mark.slow
+async def test_an_idle_keep_alive_connection_outlasts_a_clients_5_s_expiry(live_api: Api) -> None:
+    """The server keeps idle connections longer than clients do (httpx: 5 s),
+    so it never closes one under a request the client is sending on it."""
+    body = json.dumps(ECHO).encode()
+    host, port = live_api.base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(_post_head(live_api, len(body)) + body)
+        assert (await _response(reader))[0] == 201
+        await asyncio.sleep(6.0)  # past uvicorn's own default of 5 s
+        writer.write(_post_head(live_api, len(body)) + body)
+        assert (await _response(reader))[0] == 201
+    finally:
+        writer.close()

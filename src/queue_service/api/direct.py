@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -60,6 +60,8 @@ class DirectRoutes:
         request = Request(scope, receive, send)
         try:
             response = await handler(request)
+        except ClientDisconnect:
+            return  # gone before its body arrived: nothing was written, no one to answer
         except Exception as exc:
             on_error = self._handler_of(exc)
             if on_error is None:

@@ -68,7 +68,12 @@ def _cannot_listen(host: str, port: int, errno_: int | None) -> StartupError:
 
 
 async def serve_http(
-    app: FastAPI, host: str, port: int, stop: asyncio.Event, started: asyncio.Event | None = None
+    app: FastAPI,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    started: asyncio.Event | None = None,
+    keep_alive_seconds: int = 75,
 ) -> None:
     config = uvicorn.Config(
         app,
@@ -81,6 +86,9 @@ async def serve_http(
         # Nothing reads the client's address, so X-Forwarded-* rewriting
         # would cost every request for nothing.
         proxy_headers=False,
+        # QUEUE_SERVICE_HTTP_KEEP_ALIVE_SECONDS: longer than the clients' own
+        # idle timeouts, so the client, not the server, ends an idle connection.
+        timeout_keep_alive=keep_alive_seconds,
         timeout_graceful_shutdown=10,
     )
     server = _Server(config)

@@ -114,6 +114,7 @@ def _serve(
                             settings.queue_service_host,
                             settings.queue_service_port,
                             stop,
+                            keep_alive_seconds=settings.queue_service_http_keep_alive_seconds,
                         )
                     )
                 )
