@@ -113,6 +113,9 @@ def _count_enqueues(jobs: Sequence[NewJob], done: Sequence[Enqueued]) -> None:
     """queue_jobs_enqueued_total and queue_idempotency_hits_total (an existing
     job answered the key), added once per queue: a 1,000-job batch must not
     pay a labelled increment per job."""
+    if len(jobs) == 1:  # the common case, a request or a task enqueueing one job
+        (JOBS_ENQUEUED if done[0].created else IDEMPOTENCY_HITS).labels(jobs[0].queue).inc()
+        return
     created: Counter[str] = Counter()
     hits: Counter[str] = Counter()
     for job, outcome in zip(jobs, done, strict=True):
