@@ -137,6 +137,14 @@ picked AS (
     WHERE p.priority IS NOT NULL
     LIMIT %(limit)s
 )
+-- include: claim_picked
+
+-- fragment: claim_picked
+-- How a claim takes the jobs its `picked` CTE chose (job_claim and the fair
+-- claims of fair.sql): one attempt more, a fresh lease token and expiry,
+-- the worker named; by primary key, once per id (decision 0017: a join
+-- against `picked` could hash-join a scan of jobs under a generic plan).
+-- The columns are those claimed_jobs reads by name.
 UPDATE jobs j
 SET status = 'active',
     attempts = j.attempts + 1,

@@ -163,14 +163,4 @@ picked AS (
     ) probe
     LIMIT %(limit)s
 )
-UPDATE jobs j
-SET status = 'active',
-    attempts = j.attempts + 1,
-    started_at = now(),
-    lease_token = nextval('job_lease_token_seq'),
-    lease_expires_at = now() + make_interval(secs => j.lease_seconds),
-    worker_id = %(worker)s
-WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING j.id, j.tenant_id, j.queue, j.type, j.data, j.attempts, j.max_attempts,
-          j.lease_token, j.lease_seconds, j.request_id, j.trace_context, j.started_at,
-          j.priority, j.run_at
+-- include: claim_picked
