@@ -148,7 +148,14 @@ async def api_in_process(conninfo: str, pool_wait: float, pool_size: int) -> Asy
         state.started = True
         stop, started = asyncio.Event(), asyncio.Event()
         server = asyncio.create_task(
-            serve_http(create_app(state), "127.0.0.1", port, stop, started=started)
+            serve_http(
+                create_app(state),
+                "127.0.0.1",
+                port,
+                stop,
+                state.settings.queue_service_http_keep_alive_seconds,
+                started=started,
+            )
         )
         try:
             await asyncio.wait_for(started.wait(), 60)

@@ -173,7 +173,14 @@ async def live_api(open_api: OpenApi) -> AsyncIterator[Api]:
         started = asyncio.Event()
         port = free_port()
         server = asyncio.create_task(
-            serve_http(opened.app, "127.0.0.1", port, stop, started=started)
+            serve_http(
+                opened.app,
+                "127.0.0.1",
+                port,
+                stop,
+                opened.state.settings.queue_service_http_keep_alive_seconds,
+                started=started,
+            )
         )
         waiter = asyncio.create_task(started.wait())
         await asyncio.wait({server, waiter}, timeout=10, return_when=asyncio.FIRST_COMPLETED)

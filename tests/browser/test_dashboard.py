@@ -137,7 +137,14 @@ class Server:
             tasks = [
                 asyncio.create_task(worker.run(self._stop)),
                 asyncio.create_task(
-                    serve_http(create_app(state), "127.0.0.1", self.port, self._stop, started)
+                    serve_http(
+                        create_app(state),
+                        "127.0.0.1",
+                        self.port,
+                        self._stop,
+                        state.settings.queue_service_http_keep_alive_seconds,
+                        started,
+                    )
                 ),
             ]
             await started.wait()

@@ -68,8 +68,7 @@ class InboundLimiter:
             counts.append(
                 Count(key, limit, window.shared + window.pending, max(0.0, window.ends_at - now))
             )
-        if self._flusher is None or self._flusher.done():
-            self._ensure_flusher()
+        self._ensure_flusher()
         return counts
 
     async def _start_windows(self, tenant: str, keys: list[str], limits: list[int]) -> None:

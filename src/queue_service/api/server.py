@@ -72,8 +72,8 @@ async def serve_http(
     host: str,
     port: int,
     stop: asyncio.Event,
+    keep_alive_seconds: int,
     started: asyncio.Event | None = None,
-    keep_alive_seconds: int = 75,
 ) -> None:
     config = uvicorn.Config(
         app,
