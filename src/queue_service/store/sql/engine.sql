@@ -139,6 +139,24 @@ picked AS (
 )
 -- include: claim_picked
 
+-- fragment: finished_job_columns
+-- A finished (or archived) job as a caller sees it: the names of
+-- live_job_columns, read by job_from_row, from finished_jobs or job_archive.
+id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
+idempotency_key, created_by, created_at, run_at, started_at, finished_at,
+last_error, result, request_id, replay_of
+
+-- fragment: live_job_columns
+-- A live job as a caller sees it (job_from_row reads these names): `delayed`
+-- is derived from run_at (decision 0003), and the columns only a finished
+-- job has are NULL. For job_get_many, job_page_live and job_search; their
+-- finished side reads finished_job_columns.
+id, tenant_id, queue, type,
+CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END AS status,
+priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
+run_at, started_at, NULL::timestamptz AS finished_at, last_error, NULL::jsonb AS result,
+request_id, replay_of
+
 -- fragment: claim_picked
 -- How a claim takes the jobs its `picked` CTE chose (job_claim and the fair
 -- claims of fair.sql): one attempt more, a fresh lease token and expiry,
@@ -378,22 +396,17 @@ SELECT id FROM done WHERE (SELECT count(*) FROM wake) >= 0
 -- primary-key probe per id and table, whatever the number of ids (a batch's
 -- answer is one statement, not one per job). A job is in exactly one table in
 -- any snapshot: every move between them is one transaction.
-SELECT id, tenant_id, queue, type,
-       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END AS status,
-       priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
-       run_at, started_at, NULL::timestamptz AS finished_at, last_error, NULL::jsonb AS result,
-       request_id, replay_of
+SELECT
+    -- include: live_job_columns
 FROM jobs WHERE id = ANY(%(ids)s::uuid[]) AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
 UNION ALL
-SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
-       idempotency_key, created_by, created_at, run_at, started_at, finished_at,
-       last_error, result, request_id, replay_of
+SELECT
+    -- include: finished_job_columns
 FROM finished_jobs
 WHERE id = ANY(%(ids)s::uuid[]) AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
 UNION ALL
-SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
-       idempotency_key, created_by, created_at, run_at, started_at, finished_at,
-       last_error, result, request_id, replay_of
+SELECT
+    -- include: finished_job_columns
 FROM job_archive
 WHERE id = ANY(%(ids)s::uuid[]) AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s)
 
@@ -464,11 +477,8 @@ SELECT id FROM done
 -- A page of a queue's live jobs for one tenant by status, keyset-paginated
 -- on (run_at, id), whole rows named as job_get_many's: one statement per
 -- page, never one per job (issue 8, item 9).
-SELECT id, tenant_id, queue, type,
-       CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END AS status,
-       priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
-       run_at, started_at, NULL::timestamptz AS finished_at, last_error, NULL::jsonb AS result,
-       request_id, replay_of
+SELECT
+    -- include: live_job_columns
 FROM jobs
 WHERE queue = %(queue)s AND tenant_id = %(tenant)s
   AND CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END = %(status)s
@@ -479,9 +489,8 @@ LIMIT %(limit)s
 -- name: job_page_finished
 -- A page of a queue's finished jobs for one tenant by status, newest first,
 -- whole rows named as job_get_many's (finished_jobs_listing_idx).
-SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
-       idempotency_key, created_by, created_at, run_at, started_at, finished_at,
-       last_error, result, request_id, replay_of
+SELECT
+    -- include: finished_job_columns
 FROM finished_jobs
 WHERE tenant_id = %(tenant)s AND queue = %(queue)s AND status = %(status)s
   AND (finished_at, id) < (%(before_at)s, %(before_id)s)

@@ -9,20 +9,16 @@
 -- ordered walks of finished_jobs_listing_idx), so a term that matches
 -- nothing costs the same with 200 or 2 M finished jobs; older ones are found
 -- by id. The live side filters the queue's unfinished jobs.
-(SELECT id, tenant_id, queue, type,
-        CASE WHEN status = 'waiting' AND run_at > now() THEN 'delayed' ELSE status END AS status,
-        priority, data, attempts, max_attempts, idempotency_key, created_by, created_at,
-        run_at, started_at, NULL::timestamptz AS finished_at, last_error, NULL::jsonb AS result,
-        request_id, replay_of
+(SELECT
+     -- include: live_job_columns
  FROM jobs
  WHERE queue = %(queue)s AND tenant_id = %(tenant)s
    AND (type = %(term)s OR idempotency_key = %(term)s)
  ORDER BY created_at DESC, id DESC
  LIMIT %(limit)s)
 UNION ALL
-(SELECT id, tenant_id, queue, type, status, priority, data, attempts, max_attempts,
-        idempotency_key, created_by, created_at, run_at, started_at, finished_at,
-        last_error, result, request_id, replay_of
+(SELECT
+     -- include: finished_job_columns
  FROM ((SELECT * FROM finished_jobs
         WHERE tenant_id = %(tenant)s AND queue = %(queue)s AND status = 'completed'
         ORDER BY finished_at DESC, id DESC LIMIT %(window)s)
