@@ -31,6 +31,7 @@ from queue_service.runtime.service import Runtime, open_runtime
 from queue_service.runtime.worker import Worker
 from queue_service.settings import Settings
 from tests.support.processors import LEDGER_DDL, PROCESSORS
+from tests.support.workers import worker_running as running
 
 JWT_SECRET = "api-tests-jwt-secret-0123456789-abcdefghijklmnop"
 HMAC_SECRET = "api-tests-hmac-secret-0123456789-ABCDEFGHIJKLMNOP"
@@ -207,21 +208,6 @@ async def live_api(open_api: OpenApi) -> AsyncIterator[Api]:
 
 @asynccontextmanager
 async def worker_running(api: Api, queues: tuple[str, ...] = ("test",)) -> AsyncIterator[Worker]:
-    """An in-process worker on the api's runtime (as tests/integration's run_worker),
-    drained when the block ends."""
-    runtime = api.runtime
-    worker = Worker(
-        runtime.manager,
-        [runtime.registry.queue(q) for q in queues],
-        deps=runtime.deps,
-        listen_conninfo=runtime.conninfo,
-        poll_interval=0.1,
-        grace_seconds=2,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
+    """An in-process worker on the api's runtime, drained when the block ends."""
+    async with running(api.runtime, queues, poll_interval=0.1) as worker:
         yield worker
-    finally:
-        stop.set()
-        await task

@@ -20,6 +20,7 @@ from queue_service.settings import Settings
 from tests.support.processes import ServiceProcess
 from tests.support.processors import LEDGER_DDL, PROCESSORS
 from tests.support.waiting import eventually
+from tests.support.workers import new_worker
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -54,11 +55,7 @@ async def run_worker(runtime: Runtime) -> AsyncIterator[WorkerFactory]:
         yield
 
     def start(queues: tuple[str, ...] = ("test",), **kwargs: Any) -> Worker:
-        kwargs.setdefault("listen_conninfo", runtime.conninfo)
-        kwargs.setdefault("poll_interval", 0.2)
-        kwargs.setdefault("grace_seconds", 2)
-        kwargs.setdefault("deps", runtime.deps)
-        worker = Worker(runtime.manager, [runtime.registry.queue(q) for q in queues], **kwargs)
+        worker = new_worker(runtime, queues, **kwargs)
         stop = asyncio.Event()
         running.append((stop, asyncio.create_task(worker.run(stop))))
         return worker

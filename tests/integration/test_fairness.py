@@ -28,6 +28,7 @@ from queue_service.store.fair import _statement, ensure_fair_indexes, fair_index
 from tests.integration.conftest import make_settings
 from tests.integration.test_plans import _nodes, _per_row_rescans, _prepared
 from tests.support.waiting import eventually
+from tests.support.workers import worker_running
 
 FAIR_QUEUE = QueueConfig("fair", concurrency=10)
 PLAIN_QUEUE = QueueConfig("unfair", concurrency=10)
@@ -73,21 +74,8 @@ async def worker(rt: Runtime, queue: str = "fair") -> AsyncIterator[Worker]:
     """A worker of ``queue``, started as the service starts one (the queue's
     fair indexes built first)."""
     await build_fair_indexes(rt, [rt.registry.queue(queue)])
-    w = Worker(
-        rt.manager,
-        [rt.registry.queue(queue)],
-        deps=rt.deps,
-        listen_conninfo=rt.conninfo,
-        poll_interval=0.2,
-        grace_seconds=2,
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(w.run(stop))
-    try:
+    async with worker_running(rt, (queue,)) as w:
         yield w
-    finally:
-        stop.set()
-        await task
 
 
 async def enqueue(
