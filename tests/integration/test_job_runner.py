@@ -47,6 +47,16 @@ async def test_a_permanent_failure_fails_the_job_at_once(runner: JobRunner) -> N
     assert run.status == "failed" and run.error is not None and "declined" in run.error
 
 
+async def test_a_handler_past_its_timeout_is_stopped_and_retried_later(
+    runner: JobRunner,
+) -> None:
+    # test.timeout allows 0.3 s; the handler would sleep for 30.
+    run = await runner.arun("test.timeout", {"seconds": 30})
+
+    assert run.status == "delayed" and run.job.attempts == 1
+    assert run.error is not None and "timed out after 0.3 s" in run.error
+
+
 async def test_an_unknown_type_is_refused_before_anything_runs(runner: JobRunner) -> None:
     with pytest.raises(UnknownJobTypeError, match=r"did you mean 'plugin\.greet'"):
         await runner.arun("plugin.gret", {})

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 from uuid import UUID
 
 import structlog
@@ -17,6 +19,7 @@ import structlog
 from queue_service.core.catalog import QueueConfig
 from queue_service.core.jobs import ClaimedJob
 from queue_service.core.outcome import Outcome
+from queue_service.processors.context import job_log
 from queue_service.processors.registry import Registry
 from queue_service.runtime.backoff import Backoff, is_transient
 from queue_service.runtime.executor import Attempt, Executor
@@ -24,7 +27,8 @@ from queue_service.store import Store
 
 log = structlog.get_logger("queue_service.runner")
 
-Settle = Callable[[ClaimedJob, Outcome], Awaitable[None]]
+# Writes an outcome; the future is done once it is written (or dropped).
+Settle = Callable[[ClaimedJob, Outcome], "asyncio.Future[Any]"]
 
 
 class QueueRunner:
@@ -65,7 +69,8 @@ class QueueRunner:
         # flight must survive that claim coming back short.
         self._hints = 0
         self._stopping = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Each started attempt's task until it ends, then its settling.
+        self._in_flight: set[asyncio.Future[Any]] = set()
 
     def notify(self) -> None:
         """New work may exist (a notification, a poll, a resume)."""
@@ -161,29 +166,43 @@ class QueueRunner:
         while self._buffer and self._running < self.queue.concurrency and not self._stopping:
             attempt = self._buffer.popleft()
             self._running += 1
-            attempt.task = asyncio.create_task(self._executor.execute(attempt))
-            runner = asyncio.create_task(self._finish(attempt))
-            self._tasks.add(runner)
-            runner.add_done_callback(self._tasks.discard)
+            task = asyncio.create_task(self._executor.execute(attempt))
+            attempt.task = task
+            # What happens next runs as callbacks, not as a second task per
+            # job: a task costs a creation and a loop turn (decision 0030).
+            self._in_flight.add(task)
+            task.add_done_callback(partial(self._ended, attempt))
 
-    async def _finish(self, attempt: Attempt) -> None:
-        assert attempt.task is not None
-        try:
-            outcome = await attempt.task
-        finally:
-            self._running -= 1
-            self._owned_by_type[attempt.job.type] -= 1
-            self._start_ready()
+    def _ended(self, attempt: Attempt, task: asyncio.Task[Outcome]) -> None:
+        """The handler is done: free its slot, then settle its outcome."""
+        self._in_flight.discard(task)
+        self._running -= 1
+        self._owned_by_type[attempt.job.type] -= 1
+        self._start_ready()
+        self._wake.set()
+        if task.cancelled() or task.exception() is not None:
+            # Cancelled from outside (the loop closing), or broken beyond an
+            # outcome: nothing to settle. Held no longer, its lease runs out
+            # and the rescuer gives the job back.
+            self._settled(attempt, task)
+            return
+        settling = self._settle(attempt.job, task.result())
+        self._in_flight.add(settling)
+        settling.add_done_callback(partial(self._settled, attempt))
+
+    def _settled(self, attempt: Attempt, settling: asyncio.Future[Any]) -> None:
+        self._in_flight.discard(settling)
+        self.held.pop(attempt.job.id, None)
+        if not settling.cancelled() and (exc := settling.exception()) is not None:
+            job_log(log, attempt.job).error(
+                "outcome not written; the rescuer will give the job back when its lease ends",
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        if self.queue.tenant_concurrency is not None:
+            # Settled: the tenant has room under its cap again (the cap
+            # counts active rows, so a claim before this would not see it).
+            self._maybe_more = True
             self._wake.set()
-        try:
-            await self._settle(attempt.job, outcome)
-        finally:
-            self.held.pop(attempt.job.id, None)
-            if self.queue.tenant_concurrency is not None:
-                # Settled: the tenant has room under its cap again (the cap
-                # counts active rows, so a claim before this would not see it).
-                self._maybe_more = True
-                self._wake.set()
 
     def take_buffered(self) -> list[Attempt]:
         """Remove claimed jobs that have not started (to release them)."""
@@ -206,5 +225,5 @@ class QueueRunner:
 
     async def wait_idle(self) -> None:
         """Wait until every started attempt has run and been settled."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._in_flight:
+            await asyncio.gather(*list(self._in_flight), return_exceptions=True)

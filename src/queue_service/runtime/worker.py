@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -84,7 +85,7 @@ class Worker:
         }
         self._listen_conninfo = listen_conninfo
         self._grace = grace_seconds
-        self._background: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Future[Any]] = set()
         self.processed = 0
         self.failed = 0
         self.snoozed = 0
@@ -226,16 +227,30 @@ class Worker:
         for runner in self.runners.values():
             yield from list(runner.held.values())
 
-    async def _settle(self, job: ClaimedJob, outcome: Outcome) -> None:
-        """Persist how an attempt ended, fenced by its lease token.
+    def _settle(self, job: ClaimedJob, outcome: Outcome) -> asyncio.Future[Any]:
+        """Persist how an attempt ended, fenced by its lease token; the
+        future is done once it is written.
 
-        A job's logger is bound only when there is something to say: binding
-        costs more than acknowledging a no-op job."""
-        held = True
+        A success joins the completer's next batch and needs no task of its
+        own (decision 0030); every other outcome is written by a task."""
         if isinstance(outcome, Completed):
-            held = await self.completer.submit(job.id, job.lease_token, outcome.result)
-            self.processed += held
-        elif isinstance(outcome, Retry):
+            acknowledged = self.completer.submit(job.id, job.lease_token, outcome.result)
+            acknowledged.add_done_callback(partial(self._acknowledged, job))
+            return acknowledged
+        return asyncio.ensure_future(self._settle_other(job, outcome))
+
+    def _acknowledged(self, job: ClaimedJob, acknowledged: asyncio.Future[bool]) -> None:
+        if acknowledged.cancelled():
+            return
+        if acknowledged.result():
+            self.processed += 1
+        else:
+            _lease_lost(job)
+
+    async def _settle_other(self, job: ClaimedJob, outcome: Outcome) -> None:
+        """A job's logger is bound only when there is something to say."""
+        held = True
+        if isinstance(outcome, Retry):
             job_log(log, job).info(
                 "attempt failed, will retry",
                 delay_seconds=round(outcome.delay_seconds, 3),
@@ -279,9 +294,7 @@ class Worker:
         elif isinstance(outcome, LeaseLost):
             held = False
         if not held:
-            job_log(log, job).warning(
-                "lease lost: another attempt owns the job; this outcome was dropped"
-            )
+            _lease_lost(job)
 
     async def _finish(self, job: ClaimedJob, outcome: Failed | Cancelled) -> bool:
         status: FinalStatus
@@ -370,7 +383,7 @@ class Worker:
             if attempt.task is not None:
                 attempt.stop("cancelled")
             elif runner.drop_buffered(job_id) is not None:
-                task = asyncio.create_task(self._settle(attempt.job, Cancelled(detail)))
+                task = self._settle(attempt.job, Cancelled(detail))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             return True
@@ -403,6 +416,10 @@ class Worker:
         elif channel == CONTROL_CHANNEL and payload.startswith("cancel:"):
             with contextlib.suppress(ValueError):
                 self.cancel(UUID(payload.removeprefix("cancel:")))
+
+
+def _lease_lost(job: ClaimedJob) -> None:
+    job_log(log, job).warning("lease lost: another attempt owns the job; this outcome was dropped")
 
 
 def _jobs(n: int) -> str:
