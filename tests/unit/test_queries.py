@@ -30,7 +30,7 @@ def test_a_fragment_replaces_its_include_line_indented_as_the_line_was() -> None
     statements, fragments = parse_sql([("a.sql", STATEMENT + "\n" + FRAGMENT)])
     assert set(statements) == {"finish_it"}
     assert statements["finish_it"] == (
-        "-- Why it finishes.\n"
+        "-- finish_it\n"
         "WITH done AS (DELETE FROM t RETURNING *),\n"
         "moved AS (\n"
         "    INSERT INTO history (id)\n"
@@ -42,10 +42,49 @@ def test_a_fragment_replaces_its_include_line_indented_as_the_line_was() -> None
     assert fragments == {"into_history": "INSERT INTO history (id)\nSELECT id\nFROM done"}
 
 
+def test_a_statement_is_sent_under_its_name_without_the_comment_that_says_why() -> None:
+    documented = "-- name: take\n-- Why, at length.\n-- More why.\nSELECT 1 -- inline stays\n"
+    statements, _ = parse_sql([("a.sql", documented)])
+    assert statements["take"] == "-- take\nSELECT 1 -- inline stays"
+
+
+def test_a_statement_that_opens_with_an_include_keeps_it() -> None:
+    opening = "-- name: only_history\n-- Why.\n-- include: into_history\n"
+    statements, _ = parse_sql([("a.sql", opening + FRAGMENT)])
+    assert (
+        statements["only_history"]
+        == "-- only_history\nINSERT INTO history (id)\nSELECT id\nFROM done"
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "job_claim",
+        "job_claim_fair",
+        "job_complete_many",
+        "job_finish_many",
+        "job_heartbeat_many",
+        "job_release_many",
+        "job_retry_later",
+        "job_snooze",
+        "job_insert",
+        "job_insert_keyless",
+    ],
+)
+def test_a_hot_statement_is_short_enough_for_the_drivers_parse_cache(name: str) -> None:
+    # psycopg converts a statement longer than this on every execution
+    # (regex over the whole text) instead of once: decision 0030.
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+    assert len(Q[name].encode()) <= MAX_CACHED_STATEMENT_LENGTH - 100  # room for a queue literal
+
+
 def test_a_fragment_serves_statements_of_other_files_and_several_of_them() -> None:
     second = STATEMENT.replace("finish_it", "finish_it_again")
     statements, _ = parse_sql([("a.sql", FRAGMENT), ("b.sql", STATEMENT + second)])
-    assert statements["finish_it"] == statements["finish_it_again"]
+    first, again = statements["finish_it"], statements["finish_it_again"]
+    assert first.split("\n", 1)[1] == again.split("\n", 1)[1]  # all but the name line
     assert "INSERT INTO history (id)" in statements["finish_it"]
 
 

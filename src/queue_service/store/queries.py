@@ -8,7 +8,9 @@ A file may also define a fragment, ``-- fragment: x`` instead of
 ``-- name: x``: SQL that several statements share (decision 0028). A
 statement takes it with a line of its own, ``-- include: x``, which is
 replaced here, once, at load: the statements the store prepares are whole,
-as if written out, and cost nothing more to run. The marker is an SQL
+as if written out, and cost nothing more to run. Each statement is kept as
+the server receives it: ``-- <name>`` on its first line, then its SQL
+without the leading comment block (decision 0030). The marker is an SQL
 comment, so it cannot be mistaken for a psycopg placeholder (``%(x)s``), a
 psycopg.sql field (``{x}``, as in fair.sql) or SQL. Fragments share the
 statements' names; the fragment's leading comment lines document it and
@@ -34,6 +36,19 @@ def _fragment_sql(body: str) -> str:
     while lines and lines[0].lstrip().startswith("--"):
         lines.pop(0)
     return "\n".join(lines).strip()
+
+
+def _as_sent(name: str, body: str) -> str:
+    """A statement as the server receives it: its name on the first line
+    (what pg_stat_activity, auto_explain and the server log then show), then
+    its SQL without the leading comment block that says why. The why stays in
+    the file for the reader; sent, it only made the text long: psycopg parses
+    a statement longer than 4,096 bytes afresh on every execution instead of
+    once (decision 0030). Comments inside the SQL, and an include line, stay."""
+    lines = body.strip().splitlines()
+    while lines and lines[0].lstrip().startswith("--") and not _INCLUDE_LIKE.match(lines[0]):
+        lines.pop(0)
+    return "-- " + name + "\n" + "\n".join(lines).strip()
 
 
 def parse_sql(
@@ -71,7 +86,7 @@ def _split(
                 )
             origin[name] = f"{file_name} ({kind})"
             if kind == "name":
-                statements[name] = body.strip()
+                statements[name] = _as_sent(name, body)
                 continue
             if _INCLUDE_LIKE.search(body):
                 raise ValueError(f"fragment {name!r} in {file_name} includes another fragment")
