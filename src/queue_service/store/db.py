@@ -7,6 +7,7 @@ pooled autocommit connection for one statement.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from queue_service.store.errors import PoolWaitTimeout
 from queue_service.store.lane import InsertLane
+from queue_service.store.queries import Q
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -113,6 +115,33 @@ class Database:
             name="queue-service",
         )
 
+        async def configure_claims(conn: Conn) -> None:
+            await configure(conn)
+            await conn.execute(Q["claim_session_settings"], prepare=False)
+
+        # Claims run on connections of their own, set up once so that their
+        # prepared statements run their generic plans, without JIT (decision
+        # 0030): PostgreSQL re-planned every claim, 0.2-0.3 ms each, and the
+        # setting cannot be scoped to one statement without a round trip.
+        # Opened by the first claim: a process that never claims (the API)
+        # never opens one. Nothing is prepared behind PgBouncer: none there.
+        self._claims: AsyncConnectionPool[Conn] | None = None
+        if prepare and not pgbouncer:
+            self._claims = AsyncConnectionPool(
+                conninfo,
+                # Made on demand: as many as claims run at once (one per
+                # queue a process serves), not one more while it opens.
+                min_size=0,
+                max_size=max_size,
+                kwargs=kwargs | {"application_name": f"{application_name} claims"},
+                configure=configure_claims,
+                timeout=timeout,
+                open=False,
+                reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
+                name="queue-service claims",
+            )
+        self._claims_opening = asyncio.Lock()
+
     async def open(self, wait_seconds: float = 30.0) -> None:
         """Open the pool with its first connections, or raise StartupError
         saying why they could not be made (e.g. the server's connection limit)."""
@@ -126,6 +155,8 @@ class Database:
     async def close(self) -> None:
         if self.lane is not None:
             await self.lane.close()
+        if self._claims is not None and not self._claims.closed:
+            await self._claims.close()
         await self.pool.close()
 
     @asynccontextmanager
@@ -143,20 +174,39 @@ class Database:
                 yield pooled
 
     @asynccontextmanager
-    async def _pooled(self) -> AsyncIterator[Conn]:
+    async def claim_connection(self) -> AsyncIterator[Conn]:
+        """A connection for a claim statement: one of the claim pool's, whose
+        prepared statements run their generic plans (see __init__), or an
+        ordinary one where there is no claim pool."""
+        if self._claims is None:
+            async with self.connection() as conn:
+                yield conn
+            return
+        if self._claims.closed:
+            async with self._claims_opening:
+                if self._claims.closed:
+                    # Without waiting: a database that is down now makes the
+                    # claim wait for a connection (and retry), not fail here.
+                    await self._claims.open(wait=False)
+        async with self._pooled(self._claims) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _pooled(self, pool: AsyncConnectionPool[Conn] | None = None) -> AsyncIterator[Conn]:
         """A pooled connection, or PoolWaitTimeout naming this pool when none
         came free within its wait (a PoolTimeout from inside the block is
         the block's own and passes unchanged)."""
+        pool = pool or self.pool
         entered = False
         try:
-            async with self.pool.connection() as conn:
+            async with pool.connection() as conn:
                 entered = True
                 yield conn
         except PoolTimeout as exc:
             if entered:
                 raise
             raise PoolWaitTimeout(
-                self.application_name, self.pool.max_size, self.pool.timeout, self.timeout_setting
+                self.application_name, pool.max_size, pool.timeout, self.timeout_setting
             ) from exc
 
     @asynccontextmanager
@@ -221,6 +271,7 @@ class BoundDatabase(Database):
         self.lane = None
         self.coalescer = None  # one transaction: nothing to share
         self.pgbouncer = False
+        self._claims = None  # claims go to the bound connection too
 
     @asynccontextmanager
     async def connection(self, conn: Conn | None = None) -> AsyncIterator[Conn]:

@@ -92,15 +92,15 @@ class FairStore:
             "after": after,
         }
         claim = _statement("job_claim_fair", queue)
-        if cap is None:
-            async with self.db.connection() as c:
+        async with self.db.claim_connection() as c:
+            if cap is None:
                 cur = c.cursor(row_factory=dict_row)
                 await cur.execute(claim, params)
                 rows = await cur.fetchall()
-        else:
-            async with self.db.transaction() as c:
-                await c.execute(Q["fair_claim_lock"], {"queue": queue})
-                cur = c.cursor(row_factory=dict_row)
-                await cur.execute(claim, params)
-                rows = await cur.fetchall()
+            else:
+                async with c.transaction():
+                    await c.execute(Q["fair_claim_lock"], {"queue": queue})
+                    cur = c.cursor(row_factory=dict_row)
+                    await cur.execute(claim, params)
+                    rows = await cur.fetchall()
         return claimed_jobs(rows)

@@ -125,7 +125,7 @@ class JobStore:
         self, queue: str, types: Sequence[str], limit: int, worker_id: str
     ) -> list[ClaimedJob]:
         """Claim up to ``limit`` runnable jobs, highest priority first."""
-        async with self.db.connection() as c:
+        async with self.db.claim_connection() as c:
             cur = c.cursor(row_factory=dict_row)
             await cur.execute(
                 Q["job_claim"],

@@ -739,3 +739,17 @@ WHERE f.type = %(type)s AND e.event = %(event)s
 -- Enqueue-to-start of each attempt of a type, in milliseconds.
 SELECT extract(epoch FROM started_at - created_at) * 1000
 FROM finished_jobs WHERE type = %(type)s AND status = 'completed'
+
+-- name: claim_session_settings
+-- Run once on each connection of the claim pool (Database.claim_connection):
+-- its prepared claims run their generic plans, with no JIT (decision 0030).
+-- PostgreSQL re-planned both claims on every execution: their custom plans
+-- look cheaper than the generic one (a generic plan cannot see the LIMIT or,
+-- in the fair claim, that the cap is NULL), so every claim paid 0.2 ms
+-- (job_claim) or 0.3 ms (job_claim_fair) of planning. Their generic plans
+-- are the ones test_plans.py and test_fairness.py read and bound after the
+-- worst-moment ANALYZE. No JIT: a generic plan's estimate grows with the
+-- table and, past jit_above_cost, compiling it took 15 ms of a 0.5 ms claim
+-- (the fair claim at 50,000 waiting jobs). Only claims run on these
+-- connections; every other statement keeps PostgreSQL's own choice.
+SET plan_cache_mode = force_generic_plan; SET jit = off
