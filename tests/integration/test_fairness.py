@@ -223,6 +223,30 @@ async def test_with_more_tenants_than_slots_every_tenant_gets_a_turn(database_ur
     assert all(n > 0 for n in served.values()), served
 
 
+@pytest.mark.parametrize("cap", [None, 5])
+async def test_a_paused_tenant_gets_nothing_and_leaves_its_share_to_the_others(
+    database_url: str, cap: int | None
+) -> None:
+    """Pausing one tenant of a fair queue: none of its jobs is claimed, and
+    the claim shares its whole limit among the tenants still running; a
+    pause of the whole queue ('*') stops every tenant."""
+    settings: dict[str, Any] = {"queue_service_fair_queues": "fair"}
+    async with fair_runtime(database_url, **settings) as rt:
+        await build_fair_indexes(rt, [rt.registry.queue("fair")])
+        for tenant in ("t-a", "t-b", "t-c"):
+            await enqueue(rt, tenant, 10)
+        await rt.store.pause_queue("fair", "t-b", "ops")
+
+        claimed = await rt.store.claim_fair("fair", ["fair.work"], 12, "w1", cap=cap)
+
+        by_tenant = Counter(j.tenant_id for j in claimed)
+        share = 6 if cap is None else 5
+        assert by_tenant == {"t-a": share, "t-c": share}, by_tenant
+
+        await rt.store.pause_queue("fair", "*", "ops")
+        assert await rt.store.claim_fair("fair", ["fair.work"], 12, "w1", cap=cap) == []
+
+
 async def test_a_capped_fair_queue_works_through_pgbouncer(
     database_url: str, pgbouncer_url: str
 ) -> None:

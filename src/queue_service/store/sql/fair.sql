@@ -69,8 +69,10 @@ SELECT pg_advisory_xact_lock(hashtext('queue_service.fair_claim'), hashtext(%(qu
 -- job_claim for a fair queue: one tenant's backlog cannot starve the
 -- others. Same order rules as job_claim: priorities ascend (a higher-priority
 -- job of any tenant comes before lower-priority ones), FIFO (run_at, id)
--- within a tenant and priority, SKIP LOCKED, the pause check and the type
--- filter in the probe. The batch is shared: each tenant with ready work gets
+-- within a tenant and priority, SKIP LOCKED, the type filter in the probe.
+-- The pause check is made once per tenant, in `ready` (every row of a probe
+-- is the same tenant's; per row it was a scan of queue_pauses per job), so a
+-- paused tenant neither gets rows nor counts in the share. The batch is shared: each tenant with ready work gets
 -- at most ceil(limit / tenants with ready work). When there are more such
 -- tenants than `limit`, the ones after %(after)s (the last tenant the worker
 -- was given) come first, so the turn goes round instead of always serving
@@ -120,6 +122,9 @@ ready AS (
            row_number() OVER (PARTITION BY p.tenant_id ORDER BY p.priority) AS nth
     FROM pairs p
     WHERE p.run_at <= now()
+      AND NOT EXISTS (
+          SELECT 1 FROM queue_pauses q
+          WHERE q.queue = {queue} AND q.tenant_id IN (p.tenant_id, '*'))
 ),
 share AS (
     SELECT ceil(%(limit)s::numeric / greatest(count(DISTINCT tenant_id), 1))::int AS n
@@ -154,9 +159,6 @@ picked AS (
           AND (j.run_at, j.id) >= (t.run_at, t.id)
           AND j.run_at <= now()
           AND j.type = ANY(%(types)s::text[])
-          AND NOT EXISTS (
-              SELECT 1 FROM queue_pauses q
-              WHERE q.queue = j.queue AND q.tenant_id IN (j.tenant_id, '*'))
         ORDER BY j.run_at, j.id
         LIMIT greatest(t.take, 0)
         FOR UPDATE SKIP LOCKED
