@@ -55,12 +55,15 @@ class Attempt:
     stop_reason: StopReason | None = None
     cancel_detail: str = "cancelled on request"
 
-    def stop(self, reason: StopReason) -> None:
-        """Interrupt the running handler; the first reason given wins."""
+    def stop(self, reason: StopReason, task: asyncio.Task[Any] | None = None) -> None:
+        """Interrupt the running handler; the first reason given wins.
+        ``task`` is the one running it when that is not the attempt's own
+        (the one-job runner of queue_service.testing runs it in the caller's)."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+        task = task or self.task
+        if task is not None and not task.done():
+            task.cancel()
 
 
 class Executor:
@@ -106,7 +109,7 @@ class Executor:
         # a cancellation at its next await).
         loop = asyncio.get_running_loop()
         limit = proc.options.timeout_seconds
-        timer = loop.call_at(loop.time() + limit, _expire, attempt, asyncio.current_task())
+        timer = loop.call_at(loop.time() + limit, attempt.stop, "timeout", asyncio.current_task())
         try:
             result = await proc.handler(ctx, payload)
         except asyncio.CancelledError:
@@ -148,15 +151,6 @@ class Executor:
         if attempt.stop_reason == "lease_lost":
             return LeaseLost()
         return Released()
-
-
-def _expire(attempt: Attempt, task: asyncio.Task[Any] | None) -> None:
-    """The time limit passed: stop the task running the handler (the
-    attempt's own task, or the caller's when run outside a runner)."""
-    if attempt.stop_reason is None:
-        attempt.stop_reason = "timeout"
-    if task is not None and not task.done():
-        task.cancel()
 
 
 def _call_hook(job: ClaimedJob, call: Callable[[], Any]) -> Any:

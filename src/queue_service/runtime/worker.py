@@ -248,7 +248,9 @@ class Worker:
             _lease_lost(job)
 
     async def _settle_other(self, job: ClaimedJob, outcome: Outcome) -> None:
-        """A job's logger is bound only when there is something to say."""
+        """Write an outcome other than a success. A job's logger is bound
+        only when there is something to say: binding costs more than
+        acknowledging a no-op job."""
         held = True
         if isinstance(outcome, Retry):
             job_log(log, job).info(

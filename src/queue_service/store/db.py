@@ -8,7 +8,7 @@ pooled autocommit connection for one statement.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -96,50 +96,43 @@ class Database:
                 # Session-wide: every statement on this connection acts as ``role``.
                 await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
 
-        kwargs: dict[str, Any] = {"application_name": application_name}
-        # PgBouncer in transaction mode cannot keep prepared statements.
-        kwargs["prepare_threshold"] = 2 if prepare else None
-        self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
-            conninfo,
-            min_size=min_size,
-            max_size=max_size,
-            kwargs=kwargs,
-            configure=configure,
-            timeout=timeout,
-            open=False,
-            # How long the pool itself keeps reconnecting (backing off 1, 2, 4... s)
-            # while callers wait for a connection. 0 would mean "give up after one
-            # retry": callers then sat out the whole getconn timeout (30 s) after the
-            # database came back. Past this, each caller's own retry starts a new round.
-            reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
-            name="queue-service",
-        )
-
         async def configure_claims(conn: Conn) -> None:
             await configure(conn)
             await conn.execute(Q["claim_session_settings"], prepare=False)
 
+        def make_pool(
+            name: str, min_size: int, setup: Callable[[Conn], Awaitable[None]]
+        ) -> AsyncConnectionPool[Conn]:
+            return AsyncConnectionPool(
+                conninfo,
+                min_size=min_size,
+                max_size=max_size,
+                # PgBouncer in transaction mode cannot keep prepared statements.
+                kwargs={"application_name": name, "prepare_threshold": 2 if prepare else None},
+                configure=setup,
+                timeout=timeout,
+                open=False,
+                # How long the pool itself keeps reconnecting (backing off 1, 2, 4... s)
+                # while callers wait for a connection. 0 would mean "give up after one
+                # retry": callers then sat out the whole getconn timeout (30 s) after the
+                # database came back. Past this, each caller's own retry starts a new round.
+                reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
+                name=name,
+            )
+
+        self.pool: AsyncConnectionPool[Conn] = make_pool(application_name, min_size, configure)
         # Claims run on connections of their own, set up once so that their
         # prepared statements run their generic plans, without JIT (decision
         # 0030): PostgreSQL re-planned every claim, 0.2-0.3 ms each, and the
         # setting cannot be scoped to one statement without a round trip.
-        # Opened by the first claim: a process that never claims (the API)
-        # never opens one. Nothing is prepared behind PgBouncer: none there.
-        self._claims: AsyncConnectionPool[Conn] | None = None
-        if prepare and not pgbouncer:
-            self._claims = AsyncConnectionPool(
-                conninfo,
-                # Made on demand: as many as claims run at once (one per
-                # queue a process serves), not one more while it opens.
-                min_size=0,
-                max_size=max_size,
-                kwargs=kwargs | {"application_name": f"{application_name} claims"},
-                configure=configure_claims,
-                timeout=timeout,
-                open=False,
-                reconnect_timeout=RECONNECT_TIMEOUT_SECONDS,
-                name="queue-service claims",
-            )
+        # Made on demand (min 0) by the first claim: a process that never
+        # claims (the API) opens none, a worker one per queue it claims from.
+        # Nothing is prepared behind PgBouncer: no claim pool there.
+        self._claims: AsyncConnectionPool[Conn] | None = (
+            make_pool(f"{application_name} claims", 0, configure_claims)
+            if prepare and not pgbouncer
+            else None
+        )
         self._claims_opening = asyncio.Lock()
 
     async def open(self, wait_seconds: float = 30.0) -> None:
@@ -206,7 +199,7 @@ class Database:
             if entered:
                 raise
             raise PoolWaitTimeout(
-                self.application_name, pool.max_size, pool.timeout, self.timeout_setting
+                pool.name, pool.max_size, pool.timeout, self.timeout_setting
             ) from exc
 
     @asynccontextmanager

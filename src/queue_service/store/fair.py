@@ -9,6 +9,7 @@ psycopg.sql, once per queue, never from strings.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Sequence
@@ -92,15 +93,13 @@ class FairStore:
             "after": after,
         }
         claim = _statement("job_claim_fair", queue)
-        async with self.db.claim_connection() as c:
-            if cap is None:
-                cur = c.cursor(row_factory=dict_row)
-                await cur.execute(claim, params)
-                rows = await cur.fetchall()
-            else:
-                async with c.transaction():
-                    await c.execute(Q["fair_claim_lock"], {"queue": queue})
-                    cur = c.cursor(row_factory=dict_row)
-                    await cur.execute(claim, params)
-                    rows = await cur.fetchall()
+        async with (
+            self.db.claim_connection() as c,
+            c.transaction() if cap is not None else contextlib.nullcontext(),
+        ):
+            if cap is not None:
+                await c.execute(Q["fair_claim_lock"], {"queue": queue})
+            cur = c.cursor(row_factory=dict_row)
+            await cur.execute(claim, params)
+            rows = await cur.fetchall()
         return claimed_jobs(rows)

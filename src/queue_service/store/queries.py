@@ -30,10 +30,11 @@ _INCLUDE = re.compile(r"^([ \t]*)-- include: ([a-z_]+)[ \t]*$", re.MULTILINE)
 _INCLUDE_LIKE = re.compile(r"^[ \t]*--[ \t]*include\b.*$", re.MULTILINE | re.IGNORECASE)
 
 
-def _fragment_sql(body: str) -> str:
-    """A fragment's SQL: its body without the leading comment lines."""
+def _without_leading_comments(body: str) -> str:
+    """SQL without the comment lines that open it (an include line, which is
+    SQL to be, stays)."""
     lines = body.strip().splitlines()
-    while lines and lines[0].lstrip().startswith("--"):
+    while lines and lines[0].lstrip().startswith("--") and not _INCLUDE_LIKE.match(lines[0]):
         lines.pop(0)
     return "\n".join(lines).strip()
 
@@ -45,10 +46,7 @@ def _as_sent(name: str, body: str) -> str:
     the file for the reader; sent, it only made the text long: psycopg parses
     a statement longer than 4,096 bytes afresh on every execution instead of
     once (decision 0030). Comments inside the SQL, and an include line, stay."""
-    lines = body.strip().splitlines()
-    while lines and lines[0].lstrip().startswith("--") and not _INCLUDE_LIKE.match(lines[0]):
-        lines.pop(0)
-    return "-- " + name + "\n" + "\n".join(lines).strip()
+    return "-- " + name + "\n" + _without_leading_comments(body)
 
 
 def parse_sql(
@@ -90,7 +88,7 @@ def _split(
                 continue
             if _INCLUDE_LIKE.search(body):
                 raise ValueError(f"fragment {name!r} in {file_name} includes another fragment")
-            sql = _fragment_sql(body)
+            sql = _without_leading_comments(body)
             if not sql:
                 raise ValueError(f"fragment {name!r} in {file_name} has no SQL")
             fragments[name] = sql
